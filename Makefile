@@ -1,0 +1,36 @@
+# dreamdiffusion — `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.install-stamp
+RUN_DIR ?= runs/demo
+export MNE_DATA ?= $(CURDIR)/data/mne
+export MPLBACKEND ?= Agg
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast demo clean
+
+help:  ## List the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv/ and install the package with its dev extra (skipped when current)
+
+test: install  ## Run the whole test suite (slow tests included)
+	$(BIN)/python -m pytest
+
+test-fast: install  ## Run the tests not marked slow
+	$(BIN)/python -m pytest -m "not slow"
+
+demo: install  ## Run the embedded default on CPU: stage 1 on MOABB FakeDataset, tiny encoder
+	mkdir -p $(MNE_DATA)
+	$(BIN)/dreamdiffusion fit -c configs/demo/pretrain.yaml --run_dir=$(RUN_DIR)
+	@echo "encoder written to $(RUN_DIR)/pretrain/encoder.safetensors; logs: tensorboard --logdir $(RUN_DIR)"
+
+clean:  ## Remove runs/ (the venv stays)
+	rm -rf runs

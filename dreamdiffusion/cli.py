@@ -1,0 +1,62 @@
+"""The ``dreamdiffusion`` command.
+
+* ``dreamdiffusion fit|validate|test|predict -c CONFIG [--key=value ...]`` — a stage, through
+  LightningCLI (any LightningModule / LightningDataModule by ``class_path``).
+* ``dreamdiffusion data ...`` and ``dreamdiffusion generate ...`` — plain commands that are not training,
+  each in its own module (:mod:`dreamdiffusion.commands`).
+
+Stage configs share a top-level ``run_dir``; a stage writes under ``<run_dir>/<stage>/`` through relative
+interpolations in its YAML (``${..run_dir}``), so ``--run_dir=DIR`` after ``-c`` moves everything.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+TRAINING = {"fit", "validate", "test", "predict"}
+
+
+class DreamDiffusionCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--run_dir",
+            type=str,
+            default="runs/default",
+            help="Folder shared by all stages: each writes <run_dir>/<stage>/ and reads the previous stage's folder.",
+        )
+
+
+def run_stage(args: list[str]) -> DreamDiffusionCLI:
+    """Run a LightningCLI subcommand (``fit``, ``validate``, ``test``, ``predict``) with ``args``."""
+    return DreamDiffusionCLI(
+        model_class=None,
+        datamodule_class=None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        parser_kwargs={"parser_mode": "omegaconf+"},
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in {"data", "generate"}:
+        from dreamdiffusion import commands
+
+        return commands.main(argv)
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] in TRAINING:
+        run_stage(argv)
+        return 0
+    print(
+        f"dreamdiffusion: unknown command {argv[0]!r}; use one of fit, validate, test, predict "
+        "(training stages, e.g. `dreamdiffusion fit -c configs/pretrain.yaml`), data or generate",
+        file=sys.stderr,
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

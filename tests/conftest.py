@@ -1,0 +1,41 @@
+"""Test set-up: no network, no writes outside a temporary folder.
+
+The environment is fixed here, before any test module imports MNE, MOABB, diffusers or
+transformers (``HF_HUB_OFFLINE`` is read at import time; MOABB writes ``~/.mne`` without ``MNE_DATA``).
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+_SANDBOX = Path(tempfile.mkdtemp(prefix="dreamdiffusion-tests-"))
+for _key, _sub in (("MNE_DATA", "mne_data"), ("TORCH_HOME", "torch_home"), ("HF_HOME", "hf_home"), ("MPLCONFIGDIR", "mpl")):
+    os.environ[_key] = str(_SANDBOX / _sub)
+    (_SANDBOX / _sub).mkdir()
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ["MNE_LOGGING_LEVEL"] = "ERROR"
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def repo() -> Path:
+    """The repository root (configs live under it)."""
+    return REPO
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """Run ``dreamdiffusion ARGS`` in-process, as a user would on the command line."""
+    from dreamdiffusion.cli import main
+
+    def run(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["dreamdiffusion"])
+        return main(list(args))
+
+    return run

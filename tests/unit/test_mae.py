@@ -1,0 +1,123 @@
+import pytest
+import torch
+
+from dreamdiffusion.models.mae import (
+    PAPER_PARAMETERS,
+    PRESETS,
+    EEGEncoder,
+    MaskedEEGAutoencoder,
+    count_parameters,
+    preset,
+)
+
+
+@pytest.fixture
+def model() -> MaskedEEGAutoencoder:
+    torch.manual_seed(0)
+    return MaskedEEGAutoencoder(preset("tiny"))
+
+
+def test_shapes_through_encode_and_forward(model):
+    x = torch.randn(3, 128, 512)
+    tokens = model.encode(x)
+    assert tokens.shape == (3, 128, 64)
+    loss, pred, mask = model(x, mask_ratio=0.75)
+    assert loss.ndim == 0
+    assert pred.shape == (3, 128, 4 * 128)
+    assert mask.shape == (3, 128)
+
+
+def test_patchify_round_trip_and_token_layout(model):
+    x = torch.randn(2, 128, 512)
+    tokens = model.patchify(x)
+    # token 5 holds samples 20..23 of every channel
+    assert torch.equal(tokens[0, 5].view(128, 4), x[0, :, 20:24])
+    assert torch.equal(model.unpatchify(tokens), x)
+
+
+@pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75, 0.85])
+def test_mask_ratio_is_exact_per_sample(model, ratio):
+    _, _, mask = model(torch.randn(4, 128, 512), mask_ratio=ratio)
+    expected = 128 - int(128 * (1 - ratio))
+    assert mask.sum(dim=1).tolist() == [expected] * 4
+    # different samples get different masks
+    assert not torch.equal(mask[0], mask[1])
+
+
+def test_loss_depends_only_on_masked_tokens(model):
+    x = torch.randn(2, 128, 512)
+    pred = torch.randn(2, 128, 512)
+    mask = torch.zeros(2, 128)
+    mask[:, ::3] = 1
+    base = model.forward_loss(x, pred, mask)
+    changed = pred.clone()
+    changed[mask == 0] += 10.0  # visible tokens only
+    assert torch.equal(model.forward_loss(x, changed, mask), base)
+    changed[mask == 1] += 1.0
+    assert model.forward_loss(x, changed, mask) > base
+
+
+def test_normalized_target_option_changes_the_target():
+    torch.manual_seed(0)
+    x = 5 + 3 * torch.randn(1, 128, 512)
+    pred = torch.zeros(1, 128, 512)
+    mask = torch.ones(1, 128)
+    plain = MaskedEEGAutoencoder(preset("tiny")).forward_loss(x, pred, mask)
+    normed = MaskedEEGAutoencoder(preset("tiny"), normalize_target=True).forward_loss(x, pred, mask)
+    assert plain > 30  # mean 5, std 3: E[x^2] = 34
+    assert normed == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMETERS))
+def test_preset_parameter_count_within_10_percent_of_table_2(name):
+    with torch.device("meta"):
+        encoder = EEGEncoder(PRESETS[name])
+    count = count_parameters(encoder)
+    assert abs(count - PAPER_PARAMETERS[name]) / PAPER_PARAMETERS[name] < 0.10, (name, count)
+
+
+def test_unknown_preset_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown encoder preset 'huge'"):
+        preset("huge")
+
+
+def test_nan_window_is_refused(model):
+    x = torch.randn(2, 128, 512)
+    x[1, 7, 100] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        model(x)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        model.encode(x)
+
+
+def test_wrong_channel_count_is_refused(model):
+    with pytest.raises(ValueError, match=r"shape \(2, 64, 512\).*128 channels"):
+        model.encode(torch.randn(2, 64, 512))
+
+
+@pytest.mark.slow
+def test_loss_falls_on_a_learnable_signal():
+    """Sums of a few sines with random phases: masked parts are predictable from the visible ones."""
+    torch.manual_seed(0)
+    model = MaskedEEGAutoencoder(preset("tiny"))
+    t = torch.arange(512) / 512
+    freqs = torch.tensor([3.0, 7.0, 11.0])
+    mixing = torch.randn(128, 3)
+
+    def batch(n: int) -> torch.Tensor:
+        phase = 2 * torch.pi * torch.rand(n, 3, 1)
+        sources = torch.sin(2 * torch.pi * freqs[None, :, None] * t + phase)  # [n, 3, T]
+        return torch.einsum("cs,nst->nct", mixing, sources)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    val = batch(16)
+    with torch.no_grad():
+        before = model(val)[0].item()
+    for _ in range(400):  # the tiny model first learns the mean, then the phases (~250 steps)
+        loss, _, _ = model(batch(16))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = model(val)[0].item()
+    assert after < 0.6 * before, (before, after)
