@@ -2,7 +2,7 @@
 
 * ``dreamdiffusion fit|validate|test|predict -c CONFIG [--key=value ...]`` — a stage, through
   LightningCLI (any LightningModule / LightningDataModule by ``class_path``).
-* ``dreamdiffusion data ...`` and ``dreamdiffusion generate ...`` — plain commands that are not training,
+* ``dreamdiffusion data ...``, ``weights ...`` and ``generate ...`` — plain commands that are not training,
   each in its own module (:mod:`dreamdiffusion.commands`).
 
 Stage configs share a top-level ``run_dir``; a stage writes under ``<run_dir>/<stage>/`` through relative
@@ -16,6 +16,7 @@ import sys
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 TRAINING = {"fit", "validate", "test", "predict"}
+PLAIN = {"data", "weights", "generate"}
 
 
 class DreamDiffusionCLI(LightningCLI):
@@ -43,7 +44,7 @@ def run_stage(args: list[str]) -> DreamDiffusionCLI:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in {"data", "generate"}:
+    if argv and argv[0] in PLAIN:
         from dreamdiffusion import commands
 
         return commands.main(argv)
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"dreamdiffusion: unknown command {argv[0]!r}; use one of fit, validate, test, predict "
-        "(training stages, e.g. `dreamdiffusion fit -c configs/pretrain.yaml`), data or generate",
+        "(training stages, e.g. `dreamdiffusion fit -c configs/pretrain.yaml`), data, weights or generate",
         file=sys.stderr,
     )
     return 2
