@@ -123,3 +123,90 @@ class DreamDiffusionPipeline:
             encoder_hidden_states=condition.hidden_states,
             class_labels=condition.time_vector,
         ).sample
+
+    @torch.no_grad()
+    def generate(
+        self,
+        eeg: Tensor,
+        seeds: list[int],
+        *,
+        sampler: str = "ddim",
+        num_inference_steps: int = 50,
+        guidance_scale: float = 1.0,
+        image_size: int | None = None,
+        autocast: bool | None = None,
+    ) -> Tensor:
+        """EEG ``[B, 128, 512]`` → images ``[B, 3, S, S]`` in ``[0, 1]``; ``seeds[i]`` seeds item ``i``'s noise."""
+        from dreamdiffusion.generation import generate_images
+
+        condition = self.encode_eeg(eeg)
+        null = self.condition_model.null(len(seeds)) if guidance_scale != 1.0 else None
+        return generate_images(
+            self.unet, self.vae, self.scheduler.config, condition, null,
+            sampler=sampler, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            seeds=seeds, image_size=image_size, autocast=autocast,
+        )
+
+    def __call__(
+        self,
+        eeg: Tensor,
+        num_samples: int = 1,
+        sampler: str = "ddim",
+        num_inference_steps: int = 50,
+        guidance_scale: float = 1.0,
+        seed: int = 0,
+        image_size: int | None = None,
+        autocast: bool | None = None,
+    ) -> list[list["PIL.Image.Image"]]:  # noqa: F821
+        """EEG ``[B, 128, 512]`` (or one ``[128, 512]`` window) → ``B`` lists of ``num_samples`` RGB PIL images.
+
+        Sample ``k`` of item ``j`` is seeded with ``derive_seed(seed, j, k)``, so the images of one EEG do
+        not change with the number of EEGs passed together.
+        """
+        from dreamdiffusion.generation import derive_seed
+
+        eeg = torch.as_tensor(eeg, dtype=torch.float32)
+        if eeg.dim() == 2:
+            eeg = eeg.unsqueeze(0)
+        if eeg.dim() != 3:
+            raise ValueError(f"eeg must be [B, 128, 512] or [128, 512], got shape {tuple(eeg.shape)}")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        n = eeg.shape[0]
+        out: list[list] = [[] for _ in range(n)]
+        for k in range(num_samples):
+            seeds = [derive_seed(seed, j, k) for j in range(n)]
+            images = self.generate(
+                eeg, seeds, sampler=sampler, num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale, image_size=image_size, autocast=autocast,
+            )
+            for j, image in enumerate(to_pil(images)):
+                out[j].append(image)
+        return out
+
+
+def to_pil(images: Tensor) -> list["PIL.Image.Image"]:  # noqa: F821
+    """``[B, 3, H, W]`` in ``[0, 1]`` → ``B`` RGB PIL images (8 bits, rounded)."""
+    from PIL import Image
+
+    array = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in array]
+
+
+def build_tiny_pipeline(folder: str | os.PathLike, seed: int = 0) -> Path:
+    """Write a tiny random pipeline (tiny SD of :func:`~dreamdiffusion.models.backbones.build_tiny_sd`, 64 px,
+    and a ``"tiny"`` EEG condition model, cross-attention and CLIP dimension 32) to ``folder``.
+
+    For tests and benchmarks of sampling and evaluation; stage 2 writes real pipelines.
+    """
+    import tempfile
+
+    from dreamdiffusion.models.backbones import build_tiny_sd, load_sd
+    from dreamdiffusion.models.condition import ConditionConfig
+    from dreamdiffusion.models.mae import preset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sd = load_sd(str(build_tiny_sd(Path(tmp) / "sd", seed=seed)), local_files_only=True)
+        torch.manual_seed(seed)
+        condition = EEGConditionModel(ConditionConfig(preset("tiny"), cross_attention_dim=32, clip_dim=32))
+        return DreamDiffusionPipeline(sd.unet, sd.vae, sd.scheduler, condition).save_pretrained(folder)

@@ -1,0 +1,119 @@
+import pytest
+import torch
+
+from dreamdiffusion.generation import derive_seed, generate_images, unet_calls
+from dreamdiffusion.pipeline import DreamDiffusionPipeline, build_tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    folder = build_tiny_pipeline(tmp_path_factory.mktemp("gen") / "pipeline", seed=0)
+    return DreamDiffusionPipeline.from_pretrained(folder)
+
+
+class CallCounter:
+    """Counts UNet forward passes and the batch size of each."""
+
+    def __init__(self, unet):
+        self.batches = []
+        self.handle = unet.register_forward_hook(lambda module, args, out: self.batches.append(args[0].shape[0]))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def sample(pipe, eeg, seeds, **kwargs):
+    condition = pipe.encode_eeg(eeg)
+    null = pipe.condition_model.null(len(seeds)) if kwargs.get("guidance_scale", 1.0) != 1.0 else None
+    return generate_images(pipe.unet, pipe.vae, pipe.scheduler.config, condition, null, seeds=seeds, **kwargs)
+
+
+def test_images_are_in_unit_range_with_the_native_size(pipe):
+    images = sample(pipe, torch.randn(2, 128, 512), [1, 2], num_inference_steps=3)
+    assert images.shape == (2, 3, 64, 64) and images.dtype == torch.float32
+    assert 0 <= images.min() and images.max() <= 1 and images.std() > 0
+
+
+def test_seeded_generation_does_not_depend_on_the_batch(pipe):
+    torch.manual_seed(0)
+    eeg = torch.randn(3, 128, 512)
+    together = sample(pipe, eeg, [11, 12, 13], num_inference_steps=4)
+    alone = torch.cat([sample(pipe, eeg[i : i + 1], [s], num_inference_steps=4) for i, s in enumerate([11, 12, 13])])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+    again = sample(pipe, eeg[[1]], [99], num_inference_steps=4)
+    assert (again - together[1]).abs().max() > 1e-3  # the seed matters
+
+
+@pytest.mark.parametrize("sampler,steps", [("ddim", 5), ("plms", 5)])
+def test_unet_calls_per_sampler(pipe, sampler, steps):
+    with CallCounter(pipe.unet) as counter:
+        sample(pipe, torch.randn(2, 128, 512), [0, 1], sampler=sampler, num_inference_steps=steps)
+    assert len(counter.batches) == unet_calls(sampler, steps) == steps + (sampler == "plms")
+    assert set(counter.batches) == {2}
+
+
+def test_plms_250_steps_is_reachable(pipe):
+    from dreamdiffusion.generation import build_sampler
+
+    scheduler = build_sampler(pipe.scheduler.config, "plms")
+    scheduler.set_timesteps(250)
+    assert type(scheduler).__name__ == "PNDMScheduler" and scheduler.config.skip_prk_steps
+    assert len(scheduler.timesteps) == unet_calls("plms", 250) == 251
+    assert int(scheduler.timesteps.min()) >= 0 and int(scheduler.timesteps.max()) < 1000
+
+
+def test_classifier_free_guidance_doubles_the_batch_and_changes_the_image(pipe):
+    eeg = torch.randn(2, 128, 512)
+    with CallCounter(pipe.unet) as counter:
+        guided = sample(pipe, eeg, [3, 4], num_inference_steps=3, guidance_scale=3.0)
+    assert counter.batches == [4, 4, 4]
+    plain = sample(pipe, eeg, [3, 4], num_inference_steps=3)
+    assert (guided - plain).abs().max() > 1e-4
+    # scale 1 is plain conditional sampling even with a null condition given
+    condition = pipe.encode_eeg(eeg)
+    same = generate_images(pipe.unet, pipe.vae, pipe.scheduler.config, condition, pipe.condition_model.null(2),
+                           seeds=[3, 4], num_inference_steps=3, guidance_scale=1.0)
+    torch.testing.assert_close(same, plain)
+
+
+def test_time_vector_is_passed_as_class_labels(pipe):
+    from diffusers import UNet2DConditionModel
+
+    from dreamdiffusion.models.condition import Condition
+
+    unet = UNet2DConditionModel.from_config({**pipe.unet.config, "class_embed_type": "identity"}).eval()
+    hidden = pipe.encode_eeg(torch.randn(1, 128, 512)).hidden_states
+    seen = []
+    unet.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["class_labels"]), with_kwargs=True)
+    zero = generate_images(unet, pipe.vae, pipe.scheduler.config, Condition(None, hidden, torch.zeros(1, 128)), None,
+                           seeds=[0], num_inference_steps=2)
+    some = generate_images(unet, pipe.vae, pipe.scheduler.config, Condition(None, hidden, torch.ones(1, 128)), None,
+                           seeds=[0], num_inference_steps=2)
+    assert seen[-1].shape == (1, 128) and (zero - some).abs().max() > 1e-5
+
+
+def test_bad_arguments_are_refused(pipe):
+    condition = pipe.encode_eeg(torch.randn(2, 128, 512))
+    args = (pipe.unet, pipe.vae, pipe.scheduler.config, condition, None)
+    with pytest.raises(ValueError, match="2 seeds for a batch of 2|1 seeds for a batch of 2"):
+        generate_images(*args, seeds=[1], num_inference_steps=2)
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
+        generate_images(*args, seeds=[1, 2], sampler="euler", num_inference_steps=2)
+    with pytest.raises(ValueError, match="not a multiple"):
+        generate_images(*args, seeds=[1, 2], num_inference_steps=2, image_size=60)
+
+
+def test_pipeline_call_returns_pil_images_seeded_per_item(pipe):
+    eeg = torch.randn(3, 128, 512)
+    images = pipe(eeg, num_samples=2, num_inference_steps=2, seed=5)
+    assert len(images) == 3 and all(len(row) == 2 for row in images)
+    assert images[0][0].size == (64, 64) and images[0][0].mode == "RGB"
+    first = pipe(eeg[0], num_samples=2, num_inference_steps=2, seed=5)
+    import numpy as np
+
+    for k in range(2):
+        assert np.abs(np.asarray(first[0][k], dtype=int) - np.asarray(images[0][k], dtype=int)).max() <= 1
+    assert derive_seed(5, 0, 0) != derive_seed(5, 0, 1) != derive_seed(5, 1, 0)
