@@ -256,3 +256,14 @@ def test_encoder_of_another_preset_from_stage1_file(tmp_path, weights):
     save_encoder(MaskedEEGAutoencoder(preset("tiny")).encoder, tmp_path, preset="tiny")
     with pytest.raises(ValueError, match="preset 'tiny'"):
         make(weights, encoder_dir=str(tmp_path), encoder_preset="74M")
+
+
+def test_validation_grid_pairs_ground_truth_with_samples(weights):
+    module = make(weights, val_num_inference_steps=2).eval()
+    batch = paired_batch(2)
+    grid = module.sample_grid(batch["eeg"], batch["image"])
+    # 2 rows (one per EEG) x 2 columns (ground truth | sample) of 64 px tiles with 2 px padding
+    assert grid.shape == (3, 2 * 66 + 2, 2 * 66 + 2)
+    assert 0 <= grid.min() and grid.max() <= 1
+    truth_tile = grid[:, 2:66, 2:66]
+    assert torch.allclose(truth_tile, ((batch["image"][0] + 1) / 2).clamp(0, 1), atol=1e-6)
