@@ -150,6 +150,7 @@ class Selection:
     positions: dict[str, list[int]]
     dropped_by_length: dict[str, int] = field(default_factory=dict)
     dropped_short_for_window: dict[str, int] = field(default_factory=dict)
+    excluded_by_image: dict[str, int] = field(default_factory=dict)
 
 
 def select_trials(
@@ -161,9 +162,18 @@ def select_trials(
     min_length: int = 450,
     max_length: int = 600,
     window_stop: int = 460,
+    exclude_images: list[str] | tuple[str, ...] = (),
 ) -> Selection:
-    """Which trials each split holds. Indices out of range, and a subject without trials, are errors."""
+    """Which trials each split holds. Indices out of range, and a subject without trials, are errors.
+
+    ``exclude_images`` names pictures whose trials are left out on purpose (e.g. an image that cannot
+    be repaired); each name must be one of the file's ``images``.
+    """
     subjects = [int(t["subject"]) for t in eeg.trials]
+    unknown = sorted(set(exclude_images) - set(eeg.images))
+    if unknown:
+        raise ValueError(f"exclude_images names {unknown}, which are not in the 'images' list of {eeg.path}; fix the names")
+    excluded = {i for i, name in enumerate(eeg.images) if name in set(exclude_images)}
     present = sorted(set(subjects))
     if subject != 0 and subject not in present:
         raise ValueError(f"subject {subject} has no trials in {eeg.path} (subjects present: {present}); set subject to one of them or 0 for all")
@@ -193,6 +203,9 @@ def select_trials(
         positions = [address[i] for i in split[name]]
         if addressing == "all" and subject != 0:
             positions = [p for p in positions if subjects[p] == subject]
+        kept = [p for p in positions if int(eeg.trials[p]["image"]) not in excluded]
+        selection.excluded_by_image[name] = len(positions) - len(kept)
+        positions = kept
         lengths = [int(eeg.trials[p]["eeg"].shape[1]) for p in positions]
         in_rule = [min_length <= n <= max_length for n in lengths]
         selection.positions[name] = [p for p, ok, n in zip(positions, in_rule, lengths) if ok and n >= window_stop]
@@ -205,8 +218,9 @@ def empty_split_errors(selection: Selection, splits_path, subject: int, split_in
     """One message per split left without trials."""
     return [
         f"the {name} split of {splits_path} (split_index {split_index}, subject {subject or 'all'}) holds no trials "
-        f"after filtering ({selection.dropped_by_length[name]} dropped by the length rule); check subject, "
-        "split_index, split_addressing and min_length/max_length"
+        f"after filtering ({selection.dropped_by_length[name]} dropped by the length rule, "
+        f"{selection.excluded_by_image.get(name, 0)} by exclude_images); check subject, split_index, split_addressing, "
+        "min_length/max_length and exclude_images"
         for name in SPLITS
         if not selection.positions[name]
     ]
@@ -303,6 +317,8 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         ``crop_fraction`` of each side, then resize to S.
     min_length, max_length, window_start, window_stop, n_times
         Length rule and EEG window in samples (1 kHz), and samples after resampling.
+    exclude_images
+        Image names whose trials are left out on purpose (listed, counted by ``check-imagenet-eeg``).
     """
 
     def __init__(
@@ -331,6 +347,7 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         window_start: int = 20,
         window_stop: int = 460,
         n_times: int = 512,
+        exclude_images: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -362,7 +379,10 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         hp = self.hparams
         eeg = load_eeg_file(hp.eeg_path)
         split = load_split_file(hp.splits_path, hp.split_index)
-        selection = select_trials(eeg, split, hp.splits_path, self.addressing, hp.subject, hp.min_length, hp.max_length, hp.window_stop)
+        selection = select_trials(
+            eeg, split, hp.splits_path, self.addressing, hp.subject, hp.min_length, hp.max_length, hp.window_stop,
+            hp.exclude_images or (),
+        )
         errors = empty_split_errors(selection, hp.splits_path, hp.subject, hp.split_index)
         if errors:
             raise ValueError("; ".join(errors))

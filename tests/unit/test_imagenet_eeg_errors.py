@@ -284,3 +284,22 @@ def test_cached_latents_with_augmentation_are_refused(data, source):
 def test_unknown_addressing_is_refused(data, source):
     with pytest.raises(ValueError, match="split_addressing='both'; use one of auto, single, all"):
         build(data, source[1], split_addressing="both")
+
+
+def test_excluded_images_leave_out_their_trials_and_are_counted(data, source):
+    eeg = torch.load(data / "eeg_5_95_std.pth", weights_only=True)
+    name = eeg["images"][0]
+    full = setup(data, source[1])
+    dm = setup(data, source[1], exclude_images=[name])
+    for split in ("train", "val", "test"):
+        assert name not in dm.datasets[split].image_names
+    removed = sum(d.image_names.count(name) for d in full.datasets.values())
+    assert removed > 0
+    assert sum(len(d) for d in full.datasets.values()) - sum(len(d) for d in dm.datasets.values()) == removed
+    report = check(data, "--exclude-image", name)
+    assert report["ok"] and sum(report["excluded_by_image"].values()) == 2  # one trial per subject
+
+
+def test_an_unknown_excluded_image_is_refused(data, source):
+    with pytest.raises(ValueError, match=r"exclude_images names \['n99999999_1'\], which are not in the 'images' list"):
+        setup(data, source[1], exclude_images=["n99999999_1"])
