@@ -229,6 +229,20 @@ def empty_split_errors(selection: Selection, splits_path, subject: int, split_in
 # --------------------------------------------------------------------------------------- dataset
 
 
+def cut_windows(trials: list[dict], start: int, stop: int, n_times: int, chunk: int = 256) -> torch.Tensor:
+    """EEG windows ``[N, 128, n_times]`` float32: samples ``start..stop`` of each trial, resampled.
+
+    Resampled in chunks of ``chunk`` trials so memory holds the output plus one chunk, not two copies
+    of the whole dataset.
+    """
+    out = torch.empty(len(trials), N_CHANS, n_times)
+    for first in range(0, len(trials), chunk):
+        part = torch.stack([t["eeg"][:, start:stop].float() for t in trials[first : first + chunk]])
+        out[first : first + len(part)] = resample_window(part, n_times)
+    return out
+
+
+
 class PairedEEGImageDataset(Dataset):
     """EEG windows and their pictures for one split; items are dicts (see the module docstring).
 
@@ -439,10 +453,9 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         for name in SPLITS:
             positions = selection.positions[name]
             trials = [eeg.trials[p] for p in positions]
-            windows = torch.stack([t["eeg"][:, hp.window_start : hp.window_stop].float() for t in trials])
             image_names = [eeg.images[int(t["image"])] for t in trials]
             self.datasets[name] = PairedEEGImageDataset(
-                windows=resample_window(windows, hp.n_times),
+                windows=cut_windows(trials, hp.window_start, hp.window_stop, hp.n_times),
                 positions=positions,
                 labels=[int(t["label"]) for t in trials],
                 subjects=[int(t["subject"]) for t in trials],

@@ -173,3 +173,14 @@ def test_augmentation_applies_with_probability_augment_p(paired):
     torch.manual_seed(0)
     cropped = sum(not torch.equal(dataset[0]["image"], plain) for _ in range(40))
     assert 10 <= cropped <= 30
+
+
+def test_windows_are_resampled_the_same_across_chunk_boundaries():
+    from dreamdiffusion.data.imagenet_eeg import cut_windows
+
+    torch.manual_seed(0)
+    trials = [{"eeg": torch.randn(128, n)} for n in (460, 500, 512, 600, 471)]
+    windows = cut_windows(trials, 20, 460, 512, chunk=2)
+    assert windows.shape == (5, 128, 512) and windows.dtype == torch.float32
+    for window, trial in zip(windows, trials):
+        assert torch.equal(window, resample_window(trial["eeg"][:, 20:460], 512))
