@@ -19,6 +19,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
+from dreamdiffusion.rng_state import RNGStateCallback
+
 TRAINING = {"fit", "validate", "test", "predict"}
 PLAIN = {"data", "weights", "generate"}
 
@@ -63,6 +65,7 @@ def run_stage(args: list[str] | None = None) -> DreamDiffusionCLI:
         subclass_mode_data=True,
         parser_kwargs={"parser_mode": "omegaconf+"},
         save_config_kwargs={"overwrite": True},
+        trainer_defaults={"callbacks": [RNGStateCallback()]},
         args=args,
     )
 
