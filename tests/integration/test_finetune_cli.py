@@ -79,7 +79,7 @@ def test_stage1_then_stage2_demo_configs_write_a_loadable_pipeline(cli, tmp_path
 def test_loss_falls_on_the_synthetic_pairs(run_dir, monkeypatch, tmp_path):
     built = instantiate(
         monkeypatch, "-c", str(REPO / "configs/demo/finetune.yaml"), f"--run_dir={run_dir}",
-        f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=6", "--trainer.enable_checkpointing=false",
+        f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=6",
         "--trainer.logger=false", "--model.init_args.val_sample_every_n_epochs=0",
     )
     trainer, model, data = built.trainer, built.model, built.datamodule
@@ -89,7 +89,7 @@ def test_loss_falls_on_the_synthetic_pairs(run_dir, monkeypatch, tmp_path):
     assert after["val/loss_sd"] < before["val/loss_sd"], (before, after)
     assert after["val/loss_clip"] < before["val/loss_clip"], (before, after)
     assert (tmp_path / "pipeline" / "model_index.json").is_file()
-    assert json.loads((tmp_path / "export.json").read_text())["weights"] == "last"
+    assert json.loads((tmp_path / "export.json").read_text())["weights"] == "best"
 
 
 def test_paper_config_prints_the_paper_values(cli, capsys):
