@@ -79,11 +79,13 @@ class SavedBytes:
 
     def __init__(self, exclude: set[int]) -> None:
         self.exclude, self.storages = exclude, {}
+        self.alive = []  # hold every counted tensor so no storage id is reused during the pass
 
     def pack(self, t):
         storage = t.untyped_storage()
         if storage._cdata not in self.exclude:
             self.storages[storage._cdata] = storage.nbytes()
+            self.alive.append(t)
         return t
 
     @staticmethod
@@ -116,12 +118,14 @@ def unet_activations(batch: int, dtype: torch.dtype, checkpointing: bool) -> int
     exclude = storage_ids(unet)
     outer = SavedBytes(exclude)
     kept: dict[int, int] = {}
+    kept_alive: list[torch.Tensor] = []
     largest_unit = [0]
 
     def measured_checkpoint(function, *args):
         for a in args:
             if isinstance(a, torch.Tensor):
                 kept[a.untyped_storage()._cdata] = a.untyped_storage().nbytes()
+                kept_alive.append(a)
         inner = SavedBytes(exclude)
         with torch.autograd.graph.saved_tensors_hooks(inner.pack, inner.unpack):
             out = function(*args)
@@ -217,13 +221,21 @@ def main() -> None:
         label = f"UNet saved activations, {'with' if ck else 'no'} checkpointing"
         print(f"{label:48s}{unet_act[(torch.float32, ck)] / GB:10.2f}{unet_act[(torch.bfloat16, ck)] / GB:10.2f}")
     print(f"{'EEG encoder saved activations (measured)':48s}{enc_act32 / GB:10.2f}{enc_act16 / GB:10.2f}")
+    # with checkpointing the encoder keeps each block's input [B, 129, D] and one block's activations
+    cfg = preset("297M")
+    enc_ckpt = {n: cfg.depth * b * (cfg.n_tokens + 1) * cfg.embed_dim * n + act / cfg.depth
+                for n, act in ((4, enc_act32), (2, enc_act16))}
+    print(f"{'EEG encoder, with checkpointing (est.)':48s}{enc_ckpt[4] / GB:10.2f}{enc_ckpt[2] / GB:10.2f}")
+    autocast_copies = 2 * (n_unet + n_cond)  # bf16 copies of the weights autocast caches during forward/backward
+    print(f"{'autocast bf16 weight copies (est.)':48s}{0.0:10.2f}{autocast_copies / GB:10.2f}")
     print(f"{'VAE encode transient peak (3x largest, est.)':48s}{vae_peak[torch.float32] / GB:10.2f}{vae_peak[torch.bfloat16] / GB:10.2f}")
     print(f"{'CLIP transient peak (3x largest, est.)':48s}{clip_peak[torch.float32] / GB:10.2f}{clip_peak[torch.bfloat16] / GB:10.2f}")
     static = weights + grads + adam
     for ck in (False, True):
         for cached in (False, True):
             towers = {dt: 0 if cached else max(vae_peak[dt], clip_peak[dt]) for dt in (torch.float32, torch.bfloat16)}
-            totals = [static + enc + max(unet_act[(dt, ck)], towers[dt]) for dt, enc in ((torch.float32, enc_act32), (torch.bfloat16, enc_act16))]
+            enc = {torch.float32: enc_ckpt[4] if ck else enc_act32, torch.bfloat16: (enc_ckpt[2] if ck else enc_act16) + autocast_copies}
+            totals = [static + enc[dt] + max(unet_act[(dt, ck)], towers[dt]) for dt in (torch.float32, torch.bfloat16)]
             label = f"TOTAL {'with' if ck else 'no'} ckpt, {'cached' if cached else 'uncached'} towers"
             print(f"{label:48s}{totals[0] / GB:10.2f}{totals[1] / GB:10.2f}")
 
