@@ -267,3 +267,29 @@ def test_validation_grid_pairs_ground_truth_with_samples(weights):
     assert 0 <= grid.min() and grid.max() <= 1
     truth_tile = grid[:, 2:66, 2:66]
     assert torch.allclose(truth_tile, ((batch["image"][0] + 1) / 2).clamp(0, 1), atol=1e-6)
+
+
+def test_export_with_time_condition_keeps_the_identity_class_embedding(weights, tmp_path):
+    module = make(weights, time_condition=True, lr=1e-3)
+    train_steps(module, paired_batch(2), steps=1)
+    module.eval().export_pipeline(tmp_path / "pipeline")
+    pipe = DreamDiffusionPipeline.from_pretrained(tmp_path / "pipeline")
+    assert pipe.unet.config.class_embed_type == "identity"
+    eeg, latents, t = torch.randn(2, 128, 512), torch.randn(2, 4, 8, 8), torch.tensor([3, 700])
+    with torch.no_grad():
+        condition = module.condition_model(eeg)
+        expected = module.unet(latents, t, encoder_hidden_states=condition.hidden_states, class_labels=condition.time_vector).sample
+    assert torch.equal(pipe.predict_noise(latents, t, pipe.encode_eeg(eeg)), expected)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(weights):
+    batch = paired_batch(2)
+    grads = []
+    for checkpointing in (False, True):
+        module = make(weights, gradient_checkpointing=checkpointing).train()
+        torch.manual_seed(5)
+        module.losses(batch)["loss"].backward()
+        grads.append({n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4), name
