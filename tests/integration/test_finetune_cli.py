@@ -54,6 +54,7 @@ def test_stage1_then_stage2_demo_configs_write_a_loadable_pipeline(cli, tmp_path
     cli(
         "fit", "-c", str(REPO / "configs/demo/finetune.yaml"), f"--run_dir={tmp_path}",
         "--trainer.max_epochs=2", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
+        "--trainer.check_val_every_n_epoch=1",
         "--model.init_args.val_sample_every_n_epochs=1", "--model.init_args.val_num_inference_steps=2",
     )
     stage = tmp_path / "finetune"
@@ -79,7 +80,7 @@ def test_stage1_then_stage2_demo_configs_write_a_loadable_pipeline(cli, tmp_path
 def test_loss_falls_on_the_synthetic_pairs(run_dir, monkeypatch, tmp_path):
     built = instantiate(
         monkeypatch, "-c", str(REPO / "configs/demo/finetune.yaml"), f"--run_dir={run_dir}",
-        f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=6",
+        f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=6", "--trainer.check_val_every_n_epoch=1",
         "--trainer.logger=false", "--model.init_args.val_sample_every_n_epochs=0",
     )
     trainer, model, data = built.trainer, built.model, built.datamodule
