@@ -150,7 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", default=["tiny", "mid"], choices=["tiny", "mid"])
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds for tiny")
-    parser.add_argument("--rounds-mid", type=int, default=3, help="interleaved rounds for mid (~20 s a step here)")
+    parser.add_argument("--rounds-mid", type=int, default=5, help="interleaved rounds for mid")
     parser.add_argument("--batch-tiny", type=int, default=8)
     parser.add_argument("--batch-mid", type=int, default=2)
     args = parser.parse_args()
