@@ -451,7 +451,7 @@ class EEGSDFinetuneModule(L.LightningModule):
                 "weights": "best", "checkpoint": str(best), "monitor": callback.monitor,
                 "score": float(score) if score is not None else None,
             }
-        info["global_step"] = int(self.global_step)
+        info["fit_end_global_step"] = int(self.global_step)
         self.export_pipeline(self.export_dir / "pipeline")
         write_text(self.export_dir / "export.json", json.dumps(info, indent=2) + "\n")
         rank_zero_info(f"stage 2: wrote {self.export_dir / 'pipeline'} from the {info['weights']} weights")

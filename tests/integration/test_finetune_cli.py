@@ -45,7 +45,7 @@ def instantiate(monkeypatch, *args):
 
 
 @pytest.mark.slow
-def test_stage1_then_stage2_demo_configs_write_a_loadable_pipeline(cli, tmp_path):
+def test_stage1_then_stage2_demo_configs_write_a_loadable_pipeline(cli, tmp_path, caplog):
     from dreamdiffusion.data.synthetic import write_synthetic_imagenet_eeg
 
     assert cli("weights", "tiny", "--out", str(tmp_path / "weights")) == 0
@@ -74,6 +74,14 @@ def test_stage1_then_stage2_demo_configs_write_a_loadable_pipeline(cli, tmp_path
     events = EventAccumulator(str(next(stage.glob("lightning_logs/version_*")))).Reload()
     assert {"val/loss", "val/loss_sd", "val/loss_clip", "val/retrieval_top1"} <= set(events.Tags()["scalars"])
     assert "val/samples" in events.Tags()["images"]
+    # re-running the command resumes from last.ckpt, whose frozen UNet/VAE/CLIP weights were left out
+    cli(
+        "fit", "-c", str(REPO / "configs/demo/finetune.yaml"), f"--run_dir={tmp_path}",
+        "--trainer.max_epochs=3", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=2",
+        "--trainer.check_val_every_n_epoch=1", "--model.init_args.val_sample_every_n_epochs=0",
+    )
+    assert f"resuming from {stage / 'checkpoints' / 'last.ckpt'}" in caplog.text
+    assert json.loads((stage / "export.json").read_text())["fit_end_global_step"] == 2 * 2 + 1  # afresh: 3
 
 
 @pytest.mark.slow
