@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 from dreamdiffusion.data import embedding_cache as caches
 from dreamdiffusion.data.images import find_images, missing_images_error, random_crop, read_image, to_tensor
 from dreamdiffusion.data.plain_load import load_plain
+from dreamdiffusion.data.resumable import train_loader
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15
 from dreamdiffusion.signal import N_CHANS, resample_window
 
@@ -331,6 +332,9 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         ``crop_fraction`` of each side, then resize to S.
     min_length, max_length, window_start, window_stop, n_times
         Length rule and EEG window in samples (1 kHz), and samples after resampling.
+    batch_size, num_workers, seed
+        Items per batch (per device), DataLoader workers, seed of the training order (drawn from
+        ``(seed, epoch)``, so a run resumed mid-epoch replays the same order).
     exclude_images
         Image names whose trials are left out on purpose (listed, counted by ``check-imagenet-eeg``).
     """
@@ -356,6 +360,7 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         crop_fraction: float = 0.8,
         batch_size: int = 25,
         num_workers: int = 4,
+        seed: int = 0,
         min_length: int = 450,
         max_length: int = 600,
         window_start: int = 20,
@@ -471,25 +476,27 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         self.labels = eeg.labels
         log.info("ImageNet-EEG: %s", {k: len(v) for k, v in self.datasets.items()})
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        data = self.datasets[name]
+    def _loader(self, name: str) -> DataLoader:
+        """An un-shuffled loader (val, test, predict)."""
         return DataLoader(
-            data,
+            self.datasets[name],
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            shuffle=False,
             num_workers=self.hparams.num_workers,
-            drop_last=shuffle and len(data) > self.hparams.batch_size,
             persistent_workers=self.hparams.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # Shuffled from (seed, epoch) and resumable mid-epoch, like every training loader of the project.
+        data = self.datasets["train"]
+        drop_last = len(data) > self.hparams.batch_size
+        return train_loader(data, self.hparams.batch_size, self.hparams.seed, self.hparams.num_workers, drop_last)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
