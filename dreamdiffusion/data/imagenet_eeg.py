@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -389,8 +390,9 @@ class ImageNetEEGDataModule(L.LightningDataModule):
             )
         if cache_latents and image_size % 8:
             raise ValueError(f"image_size={image_size} must be a multiple of 8 (the VAE down-samples 8x) to cache latents")
-        self.datasets: dict[str, PairedEEGImageDataset] = {}
-        self.selection: Selection | None = None
+        self.datasets: dict[str, PairedEEGImageDataset] = {}  # "train", "val", "test" after setup
+        self.selection: Selection | None = None  # what setup kept and dropped
+        self.labels: list[str] = []  # class index -> WordNet id, after setup
 
     # -- shared steps -------------------------------------------------------------------------------
     def _select(self) -> tuple[EEGFile, Selection, dict[str, Path]]:
@@ -414,7 +416,8 @@ class ImageNetEEGDataModule(L.LightningDataModule):
     def _cache_dir(self) -> Path:
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else Path(self.hparams.eeg_path).parent / "cache"
 
-    def _cache_specs(self) -> list[tuple[dict, callable]]:
+    def _cache_specs(self) -> list[tuple[dict, Callable[[dict[str, Path]], dict[str, torch.Tensor]]]]:
+        """``(model key, compute(images))`` of each enabled cache."""
         hp = self.hparams
         device = hp.cache_device or ("cuda" if torch.cuda.is_available() else "cpu")
         specs = []
