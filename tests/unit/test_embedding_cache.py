@@ -196,3 +196,13 @@ def test_the_trainer_prepares_caches_then_feeds_them(run):
     trainer.fit(Probe(), datamodule=make(batch_size=2))
     assert seen and seen[0] == ["clip_embeds", "clip_pixels", "eeg", "image", "index", "label", "latent_mean", "latent_std", "subject"]
     assert len(list((root / "cache").iterdir())) == 2
+
+
+def test_each_image_set_keeps_its_own_cache(run, counted):
+    root, make = run
+    eeg = torch.load(root / "data" / "eeg_5_95_std.pth", weights_only=True)
+    prepared(make, cache_latents=False)
+    prepared(make, cache_latents=False, exclude_images=[eeg["images"][0]])  # one picture fewer
+    prepared(make, cache_latents=False)
+    assert counted == {"clip": 2, "vae": 0}
+    assert len(list((root / "cache").glob("clip_embeds-*"))) == 2
