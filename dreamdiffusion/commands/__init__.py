@@ -10,7 +10,7 @@ import argparse
 import importlib
 
 # ``dreamdiffusion data <name>`` subcommands, by module (each registers its own names).
-DATA_MODULES: list[str] = []
+DATA_MODULES: list[str] = ["moabb"]
 # ``dreamdiffusion generate`` (EEG files in, pictures out), when present.
 GENERATE_MODULE: str | None = None
 

@@ -186,7 +186,8 @@ class ShardCache:
 
         Returns ``(kept mask, number of windows dropped because the cast made them non-finite)``.
         """
-        cast = windows.astype(self.dtype)
+        with np.errstate(over="ignore"):  # overflowing windows become Inf and are dropped below
+            cast = windows.astype(self.dtype)
         finite = np.isfinite(cast).all(axis=(1, 2))
         cast = cast[finite]
         with atomic_path(path) as tmp:
