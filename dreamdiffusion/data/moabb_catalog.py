@@ -11,6 +11,7 @@ a run stays reproducible when MOABB adds datasets.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from dataclasses import asdict, dataclass
@@ -45,6 +46,7 @@ class DatasetInfo:
         return {k: v for k, v in asdict(self).items() if k in ("name", "paradigm", "eeg_channels", "sfreq", "subjects")}
 
 
+@functools.cache
 def dataset_classes() -> dict[str, type]:
     """Current (non-deprecated, non-simulated) MOABB dataset classes by name."""
     import moabb.datasets as db
@@ -52,7 +54,7 @@ def dataset_classes() -> dict[str, type]:
     from moabb.utils import aliases_list
 
     deprecated = {old for old, *_ in aliases_list}
-    return {
+    return {  # a fresh dict per call would re-scan; callers must not mutate it
         name: cls
         for name, cls in inspect.getmembers(db, inspect.isclass)
         if issubclass(cls, BaseDataset) and not inspect.isabstract(cls)
@@ -64,6 +66,7 @@ def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+@functools.cache
 def dataset_info(name: str, cls: type | None = None) -> DatasetInfo | None:
     """Metadata of one MOABB dataset class, or ``None`` when MOABB carries none for it.
 
