@@ -192,6 +192,29 @@ class WindowDataset(Dataset):
         window = np.array(self.recordings[r].windows[i - self.offsets[r]])
         return harmonise_channels(window, self.index[r])
 
+    def __getitems__(self, indices: list[int]) -> torch.Tensor:
+        """A whole batch ``[B, n_chans, n_times]`` at once (the DataLoader uses this): one sorted read per
+        recording, cast to float32 before the channels are replicated."""
+        indices = np.asarray(indices, dtype=np.int64)
+        owner = np.searchsorted(self.offsets, indices, side="right") - 1
+        out = None
+        for r in np.unique(owner):
+            positions = np.nonzero(owner == r)[0]
+            local = indices[positions] - self.offsets[r]
+            order = np.argsort(local, kind="stable")
+            block = harmonise_channels(self.recordings[r].windows[local[order]].astype(np.float32), self.index[r])
+            if out is None:
+                out = torch.empty((len(indices), *block.shape[1:]), dtype=torch.float32)
+                if torch.utils.data.get_worker_info() is not None:
+                    out.share_memory_()  # filled in place, then handed to the main process without a copy
+            out[torch.from_numpy(positions[order])] = block
+        return out
+
+
+def collate_windows(batch: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """Batches from :meth:`WindowDataset.__getitems__` are already stacked; lists are stacked here."""
+    return batch if isinstance(batch, torch.Tensor) else torch.stack(batch)
+
 
 class MOABBDataModule(L.LightningDataModule):
     """EEG windows ``[batch, 128, 512]`` (standardised per channel, per recording) from MOABB datasets.
@@ -390,6 +413,7 @@ class MOABBDataModule(L.LightningDataModule):
             num_workers=self.hparams.num_workers,
             drop_last=shuffle and len(data) > self.hparams.batch_size,
             persistent_workers=self.hparams.num_workers > 0,
+            collate_fn=collate_windows,
         )
 
     def train_dataloader(self) -> DataLoader:

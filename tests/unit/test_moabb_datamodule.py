@@ -220,6 +220,16 @@ def test_loader_memory_maps_survive_pickling_without_their_data(tmp_path):
     assert torch.equal(pickle.loads(payload)[0], first)
 
 
+def test_batched_reads_match_single_reads(tmp_path):
+    dm = module(tmp_path, fake(n_chans=32, n_subjects=4))
+    dm.prepare_data()
+    dm.setup("fit")
+    indices = [40, 3, 3, 17, len(dm.train_set) - 1, 0]
+    batch = dm.train_set.__getitems__(indices)
+    assert batch.shape == (6, 128, 512) and batch.dtype == torch.float32
+    assert all(torch.equal(batch[k], dm.train_set[i]) for k, i in enumerate(indices))
+
+
 def test_stage_1_trains_on_the_module(tmp_path):
     L.seed_everything(0)
     dm = module(tmp_path, fake(n_chans=32, n_subjects=3, duration=10))
