@@ -232,10 +232,11 @@ class MOABBDataModule(L.LightningDataModule):
         Names to drop from ``datasets`` (e.g. one whose download failed).
     val_fraction, seed
         Share of subjects held out for validation and the seed of that split.
-    l_freq, h_freq, window_seconds, n_times, flat_threshold
+    l_freq, h_freq, window_seconds, n_times, window_stride_seconds, flat_threshold
         Preprocessing (:class:`dreamdiffusion.signal.Preprocessing`): band-pass in Hz, window length
-        in seconds, samples per window after resampling, std (standardised units) below which a window
-        is flat.
+        in seconds, samples per window after resampling, seconds from one window's start to the next
+        (``None``: back to back; larger values thin a corpus of long recordings), std (standardised
+        units) below which a window is flat.
     n_chans, channel_map
         Channels the model sees, and how a recording's channels become them: ``"replicate"`` (the
         paper) or a list of electrode names to map by montage. Applied at load time (not on disk).
@@ -265,6 +266,7 @@ class MOABBDataModule(L.LightningDataModule):
         h_freq: float = 95.0,
         window_seconds: float = 0.44,
         n_times: int = 512,
+        window_stride_seconds: float | None = None,
         flat_threshold: float = 1e-6,
         n_chans: int = N_CHANS,
         channel_map: str | list[str] = "replicate",
@@ -280,7 +282,8 @@ class MOABBDataModule(L.LightningDataModule):
         # One builder for the whole cluster: the cache lives on a shared file system.
         self.prepare_data_per_node = False
         self.preprocessing = Preprocessing(l_freq=l_freq, h_freq=h_freq, window_seconds=window_seconds,
-                                           n_times=n_times, flat_threshold=flat_threshold)
+                                           n_times=n_times, flat_threshold=flat_threshold,
+                                           window_stride_seconds=window_stride_seconds)
         self.cache = ShardCache(cache_dir, self.preprocessing, dtype=dtype, verify=verify)
         self.names = resolve_datasets(datasets, exclude)
         self.train_set: WindowDataset | None = None

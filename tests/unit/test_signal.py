@@ -99,3 +99,11 @@ def test_channels_harmonised_to_128(n_source):
     else:
         assert out[0, 0] == 0 and out[-1, 0] == n_source - 1
         assert len(set(out[:, 0].tolist())) == 128
+
+
+def test_window_stride_spaces_the_windows():
+    raw = make_raw(np.random.default_rng(0).standard_normal((2, 2500)) * 20, 250.0)
+    back_to_back = preprocess_raw(raw, Preprocessing())
+    sparse = preprocess_raw(raw, Preprocessing(window_stride_seconds=0.88))
+    assert len(back_to_back.data) == 22 and len(sparse.data) == 11
+    np.testing.assert_array_equal(sparse.data[1], back_to_back.data[2])
