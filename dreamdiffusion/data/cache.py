@@ -2,9 +2,10 @@
 
 Layout under ``cache_dir``::
 
-    <source>/sub-<subject>.json            subject record: one entry per recording (and skipped ones)
-    <source>/sub-<subject>/<session>_<run>.npy   windows [n_windows, n_chans, n_times], float16 by default
-    manifest-<key>.json                    one build's index: entries, counts, preprocessing, split
+    <source>/sub-<subject>.<params>.json                 subject record for one parameter set: one entry
+                                                         per recording (and the skipped ones, with reasons)
+    <source>/sub-<subject>/<session>_<run>.<effective>.npy   windows [n_windows, n_chans, n_times], float16
+    manifest-<key>.json                                  one configuration's index: entries, counts, split
 
 ``<source>`` is the dataset name, suffixed with a hash of its constructor arguments when it has any
 (a ``FakeDataset`` with other channels is another source). Shards keep the recording's own channel
@@ -15,7 +16,9 @@ Rules that make the cache safe to share and to interrupt:
 * every file is written to a temporary name and renamed (:mod:`dreamdiffusion.atomic`); a subject's
   record is written after its shards, so a record names only complete shards;
 * a record entry stores the *effective* preprocessing of its recording (e.g. the upper band edge after
-  lowering below Nyquist): a changed parameter rebuilds only the recordings whose result it changes;
+  lowering below Nyquist) and its shard is named by it: a changed parameter rebuilds only the recordings
+  whose result it changes, and never overwrites the shards of other parameters (two configurations can
+  share one cache, even at the same time);
 * a shard whose size or SHA-256 does not match its record is rebuilt; nothing valid is rewritten.
 
 The seam for another source of unpaired windows is :meth:`ShardCache.build_subject`: it takes an
@@ -127,16 +130,23 @@ class ShardCache:
         self.verify = verify
 
     # -- paths ---------------------------------------------------------------------------------
-    def record_path(self, source: str, subject: int) -> Path:
-        return self.root / source / f"sub-{subject}.json"
+    @property
+    def key(self) -> str:
+        """Short hash of the requested parameters (and dtype): names this parameter set's records."""
+        return stable_hash({**self.params.to_dict(), "dtype": self.dtype}, 8)
 
-    def shard_path(self, source: str, subject: int, session: str, run: str) -> Path:
-        return self.root / source / f"sub-{subject}" / f"{_safe(session)}_{_safe(run)}.npy"
+    def record_path(self, source: str, subject: int) -> Path:
+        return self.root / source / f"sub-{subject}.{self.key}.json"
+
+    def shard_path(self, source: str, subject: int, session: str, run: str, sfreq: float) -> Path:
+        """A shard is named by its effective parameters: other parameters never overwrite it."""
+        effective = stable_hash(effective_preprocessing(self.params, sfreq, self.dtype), 8)
+        return self.root / source / f"sub-{subject}" / f"{_safe(session)}_{_safe(run)}.{effective}.npy"
 
     # -- checking ------------------------------------------------------------------------------
-    def read_record(self, source: str, subject: int) -> dict | None:
-        """A subject's record, or ``None`` when absent or unreadable (it is then rebuilt)."""
-        path = self.record_path(source, subject)
+    @staticmethod
+    def read_record(path: Path) -> dict | None:
+        """A subject record, or ``None`` when absent or unreadable (the subject is then rebuilt)."""
         if not path.is_file():
             return None
         try:
@@ -144,7 +154,7 @@ class ShardCache:
         except (OSError, ValueError):
             log.warning("%s is not valid JSON; the subject will be rebuilt", path)
             return None
-        if record.get("version") != CACHE_VERSION:
+        if not isinstance(record, dict) or record.get("version") != CACHE_VERSION:
             return None
         return record
 
@@ -164,21 +174,34 @@ class ShardCache:
         return None
 
     def valid_entries(self, source: str, subject: int, source_key: dict) -> tuple[dict, bool]:
-        """Reusable entries of a subject by ``(session, run)`` and whether the subject is complete."""
-        record = self.read_record(source, subject)
-        if record is None or record.get("source") != source_key:
-            return {}, False
-        valid, complete = {}, True
-        for entry in record["recordings"]:
-            problem = self.entry_problem(entry)
-            if problem is None:
-                valid[(entry["session"], entry["run"])] = entry
-            else:
-                log.warning("%s: %s; rebuilding it", self.root / entry["file"], problem)
-                complete = False
-        if record.get("params") != self.params.to_dict() and record.get("skipped"):
-            complete = False  # a skip (e.g. too short) may not hold under new parameters
-        return valid, complete
+        """Reusable entries of a subject by ``(session, run)`` and whether the subject is complete.
+
+        Without a record for these parameters, records of other parameter sets are searched for
+        shards whose effective parameters are the same (e.g. a low-rate recording after a change of
+        ``h_freq``); a subject they cover entirely is adopted without loading its recordings again.
+        """
+        own = self.read_record(self.record_path(source, subject))
+        if own is not None and own.get("source") == source_key:
+            valid, complete = {}, True
+            for entry in own["recordings"]:
+                problem = self.entry_problem(entry)
+                if problem is None:
+                    valid[(entry["session"], entry["run"])] = entry
+                else:
+                    log.warning("%s: %s; rebuilding it", self.root / entry["file"], problem)
+                    complete = False
+            return valid, complete
+        valid = {}
+        for path in sorted((self.root / source).glob(f"sub-{subject}.*.json")):
+            other = self.read_record(path)
+            if other is None or other.get("source") != source_key:
+                continue
+            usable = {(e["session"], e["run"]): e for e in other["recordings"] if self.entry_problem(e) is None}
+            if not other["skipped"] and len(usable) == len(other["recordings"]):
+                self.write_record(source, source_key, subject, other["recordings"], [])
+                return usable, True
+            valid.update(usable)
+        return valid, False
 
     # -- writing -------------------------------------------------------------------------------
     def write_shard(self, path: Path, windows: np.ndarray) -> tuple[np.ndarray, int]:
@@ -227,7 +250,7 @@ class ShardCache:
                 log.warning("skipping %s: %s", where, windows)
                 skipped.append({"session": session, "run": run, "reason": str(windows)})
                 continue
-            path = self.shard_path(source, subject, session, run)
+            path = self.shard_path(source, subject, session, run, windows.sfreq)
             _, n_overflow = self.write_shard(path, windows.data)
             n_windows = len(windows.data) - n_overflow
             if n_windows == 0:
@@ -256,11 +279,16 @@ class ShardCache:
                 "dropped_flat": windows.n_flat,
                 "preprocessing": effective_preprocessing(self.params, windows.sfreq, self.dtype),
             })
+        return self.write_record(source, source_key, subject, entries, skipped)
+
+    def write_record(self, source: str, source_key: dict, subject: int, entries: list[dict], skipped: list[dict]) -> dict:
+        """Write a subject's record (after its shards): what makes the subject complete for these parameters."""
         record = {
             "version": CACHE_VERSION,
             "source": source_key,
             "subject": subject,
             "params": self.params.to_dict(),
+            "dtype": self.dtype,
             "recordings": entries,
             "skipped": skipped,
         }

@@ -336,7 +336,7 @@ class MOABBDataModule(L.LightningDataModule):
             source, source_key = source_dir(name, kwargs), {"name": name, "kwargs": kwargs}
             reuse, complete = self.cache.valid_entries(source, subject, source_key)
             if complete:
-                record = self.cache.read_record(source, subject)
+                record = self.cache.read_record(self.cache.record_path(source, subject))
                 counts["subjects_reused"] += 1
             else:
                 if name not in datasets:

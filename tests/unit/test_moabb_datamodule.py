@@ -125,8 +125,8 @@ def test_a_subject_moabb_cannot_load_names_dataset_subject_and_mne_data_and_the_
     dm = stub_module(tmp_path, monkeypatch, raws)
     with pytest.raises(SubjectLoadError, match=r"Stub subject 2 .*no route to host.*MNE_DATA="):
         dm.prepare_data()
-    built = sorted(p.name for p in (tmp_path / "cache" / "Stub").glob("sub-*.json"))
-    assert built == ["sub-1.json", "sub-3.json"]
+    built = sorted(p.name.split(".")[0] for p in (tmp_path / "cache" / "Stub").glob("sub-*.json"))
+    assert built == ["sub-1", "sub-3"]
 
 
 def test_an_interrupted_build_resumes_where_it_stopped(tmp_path, monkeypatch):
@@ -177,6 +177,26 @@ def test_setup_refuses_a_changed_shard_and_prepare_data_repairs_it(tmp_path):
     fresh.prepare_data()
     assert fresh.manifest["counts"]["subjects_built"] == 1
     fresh.setup("fit")
+
+
+def test_other_parameters_rebuild_what_they_change_and_keep_the_previous_build(tmp_path):
+    first = module(tmp_path, fake(sfreq=128))
+    first.prepare_data()
+    shards = sorted((tmp_path / "cache").rglob("*.npy"))
+    # at 128 Hz the upper edge is lowered to 57.6 Hz for h_freq 95 and 80 alike: nothing to rebuild
+    same = module(tmp_path, fake(sfreq=128), h_freq=80.0)
+    with pytest.raises(CacheError, match="no manifest"):
+        same.setup("fit")  # a manifest from other parameters is never read
+    same.prepare_data()
+    assert same.manifest["counts"]["subjects_built"] == 0 and sorted((tmp_path / "cache").rglob("*.npy")) == shards
+    other = module(tmp_path, fake(sfreq=128), l_freq=8.0)
+    other.prepare_data()
+    assert other.manifest["counts"]["subjects_built"] == 3
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 * len(shards)
+    back = module(tmp_path, fake(sfreq=128))  # the first build is still there
+    back.prepare_data()
+    assert back.manifest["counts"]["subjects_built"] == 0
+    back.setup("fit")
 
 
 def test_setup_without_a_build_says_how_to_build(tmp_path):
