@@ -135,6 +135,6 @@ def run_build(args: argparse.Namespace) -> int:
     module.prepare_data()
     counts = module.manifest["counts"]
     print(f"{counts['windows']} windows from {counts['recordings']} recordings in {module.cache.root} "
-          f"({counts['subjects_reused']} subjects reused, {counts['subjects_built']} built, "
+          f"({module.report['subjects_reused']} subjects reused, {module.report['subjects_built']} built, "
           f"{counts['skipped_recordings']} recordings skipped)")
     return 0

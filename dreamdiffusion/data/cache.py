@@ -295,9 +295,14 @@ class ShardCache:
         write_text(self.record_path(source, subject), json.dumps(record, indent=1))
         return record
 
-    def write_manifest(self, key: str, manifest: dict) -> Path:
+    def write_manifest(self, key: str, manifest: dict, keep_if_same: bool = False) -> Path:
+        """Write ``manifest-<key>.json``; with ``keep_if_same``, an identical one is left untouched
+        (a complete cache can then be used from a read-only file system)."""
         path = self.root / f"manifest-{key}.json"
-        write_text(path, json.dumps(manifest, indent=1))
+        text = json.dumps(manifest, indent=1)
+        if keep_if_same and path.is_file() and path.read_text() == text:
+            return path
+        write_text(path, text)
         return path
 
     def read_manifest(self, key: str) -> dict:

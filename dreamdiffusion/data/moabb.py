@@ -325,7 +325,6 @@ class MOABBDataModule(L.LightningDataModule):
         A subject MOABB cannot load is reported with its dataset and ``MNE_DATA``; the other subjects go
         on, and the error listing all of them is raised at the end (what was built stays on disk).
         """
-        check_writable(self.cache.root, "cache_dir", "set data.init_args.cache_dir to a writable folder")
         keys = self._keys()
         train, val = split_subjects(keys, self.hparams.val_fraction, self.hparams.seed)
         entries, skipped, failures = [], [], []
@@ -339,6 +338,9 @@ class MOABBDataModule(L.LightningDataModule):
                 record = self.cache.read_record(self.cache.record_path(source, subject))
                 counts["subjects_reused"] += 1
             else:
+                if not counts["subjects_built"] and not failures:
+                    # only a build writes: a complete cache on a read-only file system is fine
+                    check_writable(self.cache.root, "cache_dir", "set data.init_args.cache_dir to a writable folder")
                 if name not in datasets:
                     datasets[name] = make_dataset(name, kwargs)
                 try:
@@ -370,7 +372,6 @@ class MOABBDataModule(L.LightningDataModule):
             "split": {"by": "subject", "seed": self.hparams.seed, "val_fraction": self.hparams.val_fraction,
                       "train": [list(k) for k in train], "val": [list(k) for k in val]},
             "counts": {
-                **counts,
                 "recordings": len(entries),
                 "windows": sum(e["n_windows"] for e in entries),
                 "skipped_recordings": len(skipped),
@@ -380,11 +381,12 @@ class MOABBDataModule(L.LightningDataModule):
             "recordings": entries,
             "skipped": skipped,
         }
-        path = self.cache.write_manifest(manifest["key"], manifest)
+        path = self.cache.write_manifest(manifest["key"], manifest, keep_if_same=True)
         log.info("MOABB cache %s: %d windows from %d recordings (%d subjects reused, %d built, %d recordings skipped)",
                  path, manifest["counts"]["windows"], len(entries), counts["subjects_reused"],
                  counts["subjects_built"], len(skipped))
         self.manifest = manifest
+        self.report = counts  # this call only: subjects reused and built (not in the manifest, which stays stable)
 
     # -- reading -------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
