@@ -294,6 +294,9 @@ class MOABBDataModule(L.LightningDataModule):
         return dict((self.hparams.dataset_kwargs or {}).get(name) or {})
 
     def _keys(self) -> list[tuple[str, int]]:
+        stray = sorted(set(self.hparams.subjects or {}) - set(self.names))
+        if stray:
+            raise ValueError(f"`subjects` names datasets that are not in `datasets`: {stray}")
         keys = []
         for name in self.names:
             dataset = make_dataset(name, self._kwargs(name))

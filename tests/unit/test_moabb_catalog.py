@@ -45,8 +45,13 @@ def test_dataset_info_reads_metadata_without_downloading(tmp_path, monkeypatch):
 
 
 def test_the_pinned_paper_list_is_what_the_rule_selects(repo, rule_30):
+    import moabb
+
     pinned = yaml.safe_load((repo / "configs/data/moabb_paper.yaml").read_text())
     assert pinned["min_channels"] == 30
+    if str(pinned["moabb_version"]) != moabb.__version__:
+        pytest.skip(f"list pinned on MOABB {pinned['moabb_version']}, installed {moabb.__version__}: "
+                    "`dreamdiffusion data moabb-list --check configs/data/moabb_paper.yaml` shows the drift")
     assert load_pinned(repo / "configs/data/moabb_paper.yaml") == [d.name for d in rule_30[0]]
 
 
