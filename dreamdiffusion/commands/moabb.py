@@ -35,6 +35,8 @@ def register(subparsers) -> None:
     build.add_argument("-c", "--config", help="stage-1 config whose data.init_args to use (e.g. configs/pretrain.yaml)")
     build.add_argument("--datasets", help="pinned list YAML, or comma-separated dataset names (overrides the config)")
     build.add_argument("--cache-dir", help="shard cache folder (overrides the config)")
+    build.add_argument("--verify", choices=["checksum", "size"], default="checksum",
+                       help="how reused shards are checked (default: SHA-256, catches edited shards)")
     build.set_defaults(func=run_build)
 
 
@@ -127,6 +129,7 @@ def run_build(args: argparse.Namespace) -> int:
         init_args["datasets"] = _names(args.datasets)
     if args.cache_dir:
         init_args["cache_dir"] = args.cache_dir
+    init_args["verify"] = args.verify
     for key, value in init_args.items():
         if isinstance(value, str) and "${" in value:
             print(f"data.init_args.{key} is an interpolation ({value}); pass it explicitly (e.g. --cache-dir)", file=sys.stderr)
