@@ -33,7 +33,6 @@ import logging
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,19 +83,6 @@ def shard_nbytes(path: Path) -> int | None:
             return f.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize
     except (OSError, ValueError, EOFError):
         return None
-
-
-@dataclass
-class BuildReport:
-    """What one build did: counts of subjects/recordings reused, built, skipped and windows dropped."""
-
-    subjects_reused: int = 0
-    subjects_built: int = 0
-    shards_written: int = 0
-    shards_reused: int = 0
-    shards_rebuilt: int = 0
-    skipped: list[dict] = field(default_factory=list)
-    failed_subjects: list[dict] = field(default_factory=list)
 
 
 class CacheError(ValueError):

@@ -107,3 +107,12 @@ def test_window_stride_spaces_the_windows():
     sparse = preprocess_raw(raw, Preprocessing(window_stride_seconds=0.88))
     assert len(back_to_back.data) == 22 and len(sparse.data) == 11
     np.testing.assert_array_equal(sparse.data[1], back_to_back.data[2])
+
+
+def test_eeg_data_is_in_microvolts_without_stim_channels():
+    from dreamdiffusion.signal import eeg_data
+
+    raw = make_raw(np.full((3, 100), 20.0), 250.0, ["C3", "C4", "STI"], ["eeg", "eeg", "stim"])
+    data, names, sfreq = eeg_data(raw)
+    assert names == ["C3", "C4"] and sfreq == 250.0
+    np.testing.assert_allclose(data, 20.0)  # stored as 20e-6 V
