@@ -183,6 +183,7 @@ def test_setup_refuses_a_changed_shard_and_prepare_data_repairs_it(tmp_path):
     fresh.setup("fit")
 
 
+@pytest.mark.filterwarnings("ignore:.*not below Nyquist")  # 128 Hz on purpose
 def test_other_parameters_rebuild_what_they_change_and_keep_the_previous_build(tmp_path):
     first = module(tmp_path, fake(sfreq=128))
     first.prepare_data()
