@@ -1,4 +1,4 @@
-"""Plain subcommands of ``dreamdiffusion`` that are not training: ``data ...`` and ``generate``.
+"""Plain subcommands of ``dreamdiffusion`` that are not training: ``data ...``, ``weights ...``, ``generate``.
 
 Each group of subcommands lives in its own module with a ``register(subparsers)`` function that adds
 its parsers and sets ``func`` (called with the parsed namespace, returns the exit status).
@@ -11,8 +11,8 @@ import importlib
 
 # ``dreamdiffusion data <name>`` subcommands, by module (each registers its own names).
 DATA_MODULES: list[str] = ["moabb"]
-# ``dreamdiffusion generate`` (EEG files in, pictures out), when present.
-GENERATE_MODULE: str | None = None
+# Top-level commands besides ``data``, by module: ``weights`` (and ``generate``: EEG files in, pictures out).
+TOP_MODULES: list[str] = ["weights"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True)
     for name in DATA_MODULES:
         importlib.import_module(f"dreamdiffusion.commands.{name}").register(data_commands)
-    if GENERATE_MODULE is not None:
-        importlib.import_module(f"dreamdiffusion.commands.{GENERATE_MODULE}").register(commands)
+    for name in TOP_MODULES:
+        importlib.import_module(f"dreamdiffusion.commands.{name}").register(commands)
     return parser
 
 

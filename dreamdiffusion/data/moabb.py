@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dreamdiffusion.data.cache import CacheError, ShardCache, check_writable, open_shard, source_dir, stable_hash
 from dreamdiffusion.data.moabb_catalog import load_pinned
+from dreamdiffusion.data.resumable import train_loader
 from dreamdiffusion.signal import N_CHANS, Preprocessing, Windows, harmonise_channels, montage_index, preprocess_raw, replication_index
 
 log = logging.getLogger(__name__)
@@ -425,7 +426,9 @@ class MOABBDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        drop_last = len(self.train_set) > self.hparams.batch_size
+        return train_loader(self.train_set, self.hparams.batch_size, self.hparams.seed, self.hparams.num_workers, drop_last,
+                            collate_fn=collate_windows)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)
