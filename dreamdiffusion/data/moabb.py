@@ -36,10 +36,21 @@ log = logging.getLogger(__name__)
 
 
 def make_dataset(name: str, kwargs: dict | None = None):
-    """Instantiate a MOABB dataset class by its class name (e.g. ``"BNCI2014_001"``, ``"FakeDataset"``)."""
+    """Instantiate a dataset by MOABB class name (``"BNCI2014_001"``, ``"FakeDataset"``) or by class path
+    (``"dreamdiffusion.data.imagenet_eeg_trials.ImageNetEEGTrials"``: any class with MOABB's
+    ``subject_list`` / ``get_data`` interface)."""
+    import importlib
+
     import moabb.datasets
 
-    cls = getattr(moabb.datasets, name, None)
+    if "." in name:
+        module, _, attr = name.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            raise ValueError(f"{name!r} is not an importable class; give a MOABB dataset name or a full class path") from None
+    else:
+        cls = getattr(moabb.datasets, name, None)
     if cls is None or not isinstance(cls, type):
         raise ValueError(
             f"{name!r} is not a dataset class of moabb.datasets; `dreamdiffusion data moabb-list` "
@@ -336,7 +347,11 @@ class MOABBDataModule(L.LightningDataModule):
         datasets = {}
         for name, subject in keys:
             kwargs = self._kwargs(name)
+            if name not in datasets:
+                datasets[name] = make_dataset(name, kwargs)
             source, source_key = source_dir(name, kwargs), {"name": name, "kwargs": kwargs}
+            if hasattr(datasets[name], "fingerprint"):  # file-backed sources: a changed file is rebuilt
+                source_key["fingerprint"] = datasets[name].fingerprint
             reuse, complete = self.cache.valid_entries(source, subject, source_key)
             if complete:
                 record = self.cache.read_record(self.cache.record_path(source, subject))
@@ -345,8 +360,6 @@ class MOABBDataModule(L.LightningDataModule):
                 if not counts["subjects_built"] and not failures:
                     # only a build writes: a complete cache on a read-only file system is fine
                     check_writable(self.cache.root, "cache_dir", "set data.init_args.cache_dir to a writable folder")
-                if name not in datasets:
-                    datasets[name] = make_dataset(name, kwargs)
                 try:
                     record = self.cache.build_subject(
                         source, source_key, subject,
