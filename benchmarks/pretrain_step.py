@@ -241,6 +241,18 @@ def seconds(fn: Callable[[], None], calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
+def table(rows: list[dict]) -> str:
+    header = f"{'preset':<7} {'batch':>5}  {'impl':<12} {'dtype':<5} {'ms/step':>9} {'spread':>7} " \
+             f"{'windows/s':>10} {'GFLOP/s':>8} {'/matmul':>8}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        batch = "" if row["batch"] is None else str(row["batch"])
+        wps = "" if math.isnan(row["wps"]) else f"{row['wps']:.1f}"
+        lines.append(f"{row['preset']:<7} {batch:>5}  {row['impl']:<12} {row['dtype']:<5} {row['ms']:>9.1f} "
+                     f"{row['spread']:>6.0%} {wps:>10} {row['gflops']:>8.1f} {row['vs_matmul']:>8.2f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "18.3M"], choices=sorted(PRESETS))
@@ -263,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     matmul = {"fp32": make_matmul(n, torch.float32, 4), "bf16": make_matmul(n, torch.bfloat16, 4)}
     matmul_flops = 2 * n**3 * 4
     rows = []
+    per_round: dict[str, dict[str, float]] = {}
     for name in args.presets:
         config = PRESETS[name]
         batch = args.batch_size or DEFAULT_BATCH.get(name, 8)
@@ -274,7 +287,8 @@ def main(argv: list[str] | None = None) -> None:
         x = torch.randn(batch, config.n_chans, config.n_times)
         loss = check_same_loss(ours, reference, x)
         print(f"\n{name}: batch {batch}, {steps} step(s) x {args.rounds} rounds per contender; "
-              f"same loss checked ({loss:.6f}); forward {flops_per_window(config, MASK_RATIO) / 1e9:.3f} GFLOP/window")
+              f"same loss checked ({loss:.6f}); forward {flops_per_window(config, MASK_RATIO) / 1e9:.3f} "
+              "GFLOP/window", flush=True)
 
         contenders: dict[str, Callable[[], None]] = {
             "ours fp32": make_train_step(ours, x, bf16=False),
@@ -286,7 +300,6 @@ def main(argv: list[str] | None = None) -> None:
         }
         for fn in contenders.values():  # warm-up: allocator, oneDNN kernels, AdamW state
             fn()
-            fn()
         times: dict[str, list[float]] = {label: [] for label in contenders}
         for r in range(args.rounds):
             order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
@@ -294,6 +307,12 @@ def main(argv: list[str] | None = None) -> None:
                 calls = steps if label.startswith(("ours", "reference")) else 3
                 times[label].append(seconds(contenders[label], calls))
 
+        # on a busy machine the ratio within a round (contenders run back to back) is steadier than
+        # the ratio of medians; both are printed
+        per_round[name] = {
+            dt: statistics.median(r / o for r, o in zip(times[f"reference {dt}"], times[f"ours {dt}"]))
+            for dt in ("fp32", "bf16")
+        }
         median = {label: statistics.median(t) for label, t in times.items()}
         spread = {label: (max(t) - min(t)) / median[label] for label, t in times.items()}
         gflops_matmul = {dt: matmul_flops / median[f"matmul {dt}"] / 1e9 for dt in ("fp32", "bf16")}
@@ -309,24 +328,19 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(dict(preset=name, batch=None, impl=f"matmul {n}", dtype=dt,
                              ms=1e3 * median[f"matmul {dt}"] / 4, spread=spread[f"matmul {dt}"],
                              wps=math.nan, gflops=gflops_matmul[dt], vs_matmul=1.0))
+        print(table([r for r in rows if r["preset"] == name]), flush=True)
 
-    header = f"{'preset':<7} {'batch':>5}  {'impl':<12} {'dtype':<5} {'ms/step':>9} {'spread':>7} " \
-             f"{'windows/s':>10} {'GFLOP/s':>8} {'/matmul':>8}"
-    print("\n" + header + "\n" + "-" * len(header))
-    for row in rows:
-        batch = "" if row["batch"] is None else str(row["batch"])
-        wps = "" if math.isnan(row["wps"]) else f"{row['wps']:.1f}"
-        print(f"{row['preset']:<7} {batch:>5}  {row['impl']:<12} {row['dtype']:<5} {row['ms']:>9.1f} "
-              f"{row['spread']:>6.0%} {wps:>10} {row['gflops']:>8.1f} {row['vs_matmul']:>8.2f}")
+    print("\n" + table(rows))
     print("(ms/step: median over rounds, matmul per call; spread: (max - min) / median over rounds)")
 
-    print("\nratios (ours / reference windows/s; achieved GFLOP/s / same-dtype matmul GFLOP/s)")
+    print("\nratios: ours / reference windows/s (of medians | median of per-round ratios); "
+          "achieved GFLOP/s / same-dtype matmul GFLOP/s")
     for name in args.presets:
         get = {(r["impl"], r["dtype"]): r for r in rows if r["preset"] == name}
         parts = []
         for dt in ("fp32", "bf16"):
             ratio = get[("ours", dt)]["wps"] / get[("reference", dt)]["wps"]
-            parts.append(f"ours/ref {dt} {ratio:.2f}")
+            parts.append(f"ours/ref {dt} {ratio:.2f} | {per_round[name][dt]:.2f}")
         for dt in ("fp32", "bf16"):
             parts.append(f"ours/matmul {dt} {get[('ours', dt)]['vs_matmul']:.2f}")
         print(f"  {name:<7} " + "  ".join(parts))
