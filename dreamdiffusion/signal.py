@@ -5,7 +5,8 @@ A recording becomes model input in these steps, each a function here:
 1. :func:`eeg_data` — keep EEG channels only (no stim, EOG, EMG, misc), in µV.
 2. :func:`band_pass` — 5–95 Hz (upper edge lowered below Nyquist, with a warning, for low-rate data).
 3. :func:`standardise` — per-channel zero mean / unit variance over the recording.
-4. :func:`cut_windows` — windows of ``window_seconds`` (0.44 s, the ImageNet-EEG window), each
+4. :func:`cut_windows` — windows of ``window_seconds`` (0.44 s, the ImageNet-EEG window; back to back,
+   or every ``window_stride_seconds``), each
    resampled to ``n_times`` samples (512) by :func:`resample_window`, so every source shares one time
    scale; windows that hold NaN/Inf or are flat are dropped and counted.
 5. :func:`harmonise_channels` — at load time, to the model's 128 channels (replication, the paper's
@@ -36,6 +37,7 @@ class Preprocessing:
     window_seconds: float = 0.44
     n_times: int = N_TIMES
     flat_threshold: float = 1e-6  # a window whose channels all have std below this (standardised units) is flat
+    window_stride_seconds: float | None = None  # start-to-start distance of windows; None: back to back
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -180,8 +182,15 @@ def preprocess_raw(raw, params: Preprocessing = Preprocessing(), source: str = "
     # Filter over zeros where samples are missing, then put the gaps back so those windows drop out.
     filtered = band_pass(np.where(bad, 0.0, data), sfreq, params.l_freq, params.h_freq, source)
     filtered[bad] = np.nan
+    onsets = None
+    if params.window_stride_seconds is not None:
+        if params.window_stride_seconds <= 0:
+            raise ValueError(f"window_stride_seconds must be positive, got {params.window_stride_seconds}")
+        length = int(round(params.window_seconds * sfreq))
+        stride = max(1, int(round(params.window_stride_seconds * sfreq)))
+        onsets = np.arange(0, data.shape[-1] - length + 1, stride)
     windows, n_nonfinite, n_flat = cut_windows(
-        standardise(filtered), sfreq, params.window_seconds, params.n_times,
+        standardise(filtered), sfreq, params.window_seconds, params.n_times, onsets=onsets,
         flat_threshold=params.flat_threshold, source=source,
     )
     return Windows(windows, ch_names, sfreq, n_nonfinite, n_flat)

@@ -39,3 +39,20 @@ def cli(monkeypatch):
         return main(list(args))
 
     return run
+
+
+@pytest.fixture(scope="session")
+def _synthetic_demo_data(tmp_path_factory):
+    from dreamdiffusion.data.synthetic import write_synthetic_imagenet_eeg
+
+    return write_synthetic_imagenet_eeg(tmp_path_factory.mktemp("synthetic") / "data")
+
+
+@pytest.fixture
+def demo_run_dir(_synthetic_demo_data, tmp_path_factory):
+    """A fresh run_dir holding the demo's synthetic paired data in ``data/`` (what ``make demo`` writes first)."""
+    import shutil
+
+    run_dir = tmp_path_factory.mktemp("run")
+    shutil.copytree(_synthetic_demo_data, run_dir / "data")
+    return run_dir

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from dreamdiffusion.data import embedding_cache as caches
 from dreamdiffusion.data.images import find_images, missing_images_error, random_crop, read_image, to_tensor
 from dreamdiffusion.data.plain_load import load_plain
+from dreamdiffusion.data.resumable import train_loader
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15
 from dreamdiffusion.signal import N_CHANS, resample_window
 
@@ -331,6 +333,9 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         ``crop_fraction`` of each side, then resize to S.
     min_length, max_length, window_start, window_stop, n_times
         Length rule and EEG window in samples (1 kHz), and samples after resampling.
+    batch_size, num_workers, seed
+        Items per batch (per device), DataLoader workers, seed of the training order (drawn from
+        ``(seed, epoch)``, so a run resumed mid-epoch replays the same order).
     exclude_images
         Image names whose trials are left out on purpose (listed, counted by ``check-imagenet-eeg``).
     """
@@ -356,6 +361,7 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         crop_fraction: float = 0.8,
         batch_size: int = 25,
         num_workers: int = 4,
+        seed: int = 0,
         min_length: int = 450,
         max_length: int = 600,
         window_start: int = 20,
@@ -384,8 +390,9 @@ class ImageNetEEGDataModule(L.LightningDataModule):
             )
         if cache_latents and image_size % 8:
             raise ValueError(f"image_size={image_size} must be a multiple of 8 (the VAE down-samples 8x) to cache latents")
-        self.datasets: dict[str, PairedEEGImageDataset] = {}
-        self.selection: Selection | None = None
+        self.datasets: dict[str, PairedEEGImageDataset] = {}  # "train", "val", "test" after setup
+        self.selection: Selection | None = None  # what setup kept and dropped
+        self.labels: list[str] = []  # class index -> WordNet id, after setup
 
     # -- shared steps -------------------------------------------------------------------------------
     def _select(self) -> tuple[EEGFile, Selection, dict[str, Path]]:
@@ -409,7 +416,8 @@ class ImageNetEEGDataModule(L.LightningDataModule):
     def _cache_dir(self) -> Path:
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else Path(self.hparams.eeg_path).parent / "cache"
 
-    def _cache_specs(self) -> list[tuple[dict, callable]]:
+    def _cache_specs(self) -> list[tuple[dict, Callable[[dict[str, Path]], dict[str, torch.Tensor]]]]:
+        """``(model key, compute(images))`` of each enabled cache."""
         hp = self.hparams
         device = hp.cache_device or ("cuda" if torch.cuda.is_available() else "cpu")
         specs = []
@@ -471,25 +479,27 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         self.labels = eeg.labels
         log.info("ImageNet-EEG: %s", {k: len(v) for k, v in self.datasets.items()})
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        data = self.datasets[name]
+    def _loader(self, name: str) -> DataLoader:
+        """An un-shuffled loader (val, test, predict)."""
         return DataLoader(
-            data,
+            self.datasets[name],
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            shuffle=False,
             num_workers=self.hparams.num_workers,
-            drop_last=shuffle and len(data) > self.hparams.batch_size,
             persistent_workers=self.hparams.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # Shuffled from (seed, epoch) and resumable mid-epoch, like every training loader of the project.
+        data = self.datasets["train"]
+        drop_last = len(data) > self.hparams.batch_size
+        return train_loader(data, self.hparams.batch_size, self.hparams.seed, self.hparams.num_workers, drop_last)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")

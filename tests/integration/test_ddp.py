@@ -22,7 +22,8 @@ def dreamdiffusion(*args: str, timeout: int = 600) -> str:
 
 
 @pytest.mark.slow
-def test_pretrain_under_ddp_writes_one_encoder(tmp_path):
+def test_pretrain_under_ddp_writes_one_encoder(demo_run_dir):
+    tmp_path = demo_run_dir
     out = dreamdiffusion("fit", "-c", str(REPO / "configs/demo/pretrain.yaml"), f"--run_dir={tmp_path}", *DDP,
                          "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2")
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in out

@@ -30,7 +30,12 @@ def global_step(ckpt: Path) -> int:
 
 
 @pytest.mark.slow
-def test_killed_mid_epoch_then_resumed_gives_the_same_weights(tmp_path):
+def test_killed_mid_epoch_then_resumed_gives_the_same_weights(demo_run_dir):
+    import shutil
+
+    tmp_path = demo_run_dir
+    for run in ("straight", "interrupted"):
+        shutil.copytree(tmp_path / "data", tmp_path / run / "data")
     straight = stage1(tmp_path / "straight")
     interrupted = stage1(tmp_path / "interrupted")
     last = tmp_path / "interrupted/pretrain/checkpoints/last.ckpt"

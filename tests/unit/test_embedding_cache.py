@@ -171,3 +171,38 @@ def test_without_caches_prepare_data_writes_nothing(run, counted):
     dm = prepared(make, cache_clip_embeds=False, cache_latents=False)
     assert counted == {"clip": 0, "vae": 0} and not (root / "cache").exists()
     assert "clip_embeds" not in dm.datasets["train"][0]
+
+
+def test_the_trainer_prepares_caches_then_feeds_them(run):
+    import lightning as L
+
+    root, make = run
+    seen = []
+
+    class Probe(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(32, 1)
+
+        def training_step(self, batch, batch_idx):
+            seen.append(sorted(k for k in batch if torch.is_tensor(batch[k])))
+            return self.layer(batch["clip_embeds"]).mean() + 0 * batch["latent_mean"].sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(root))
+    trainer.fit(Probe(), datamodule=make(batch_size=2))
+    assert seen and seen[0] == ["clip_embeds", "clip_pixels", "eeg", "image", "index", "label", "latent_mean", "latent_std", "subject"]
+    assert len(list((root / "cache").iterdir())) == 2
+
+
+def test_each_image_set_keeps_its_own_cache(run, counted):
+    root, make = run
+    eeg = torch.load(root / "data" / "eeg_5_95_std.pth", weights_only=True)
+    prepared(make, cache_latents=False)
+    prepared(make, cache_latents=False, exclude_images=[eeg["images"][0]])  # one picture fewer
+    prepared(make, cache_latents=False)
+    assert counted == {"clip": 2, "vae": 0}
+    assert len(list((root / "cache").glob("clip_embeds-*"))) == 2

@@ -184,3 +184,16 @@ def test_windows_are_resampled_the_same_across_chunk_boundaries():
     assert windows.shape == (5, 128, 512) and windows.dtype == torch.float32
     for window, trial in zip(windows, trials):
         assert torch.equal(window, resample_window(trial["eeg"][:, 20:460], 512))
+
+
+def test_training_order_comes_from_seed_and_epoch_and_the_loader_is_resumable(paired):
+    def order(dm, epoch):
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return torch.cat([b["index"] for b in loader]).tolist()
+
+    first, again, other = module(paired, seed=3), module(paired, seed=3), module(paired, seed=4)
+    assert order(first, 0) == order(again, 0) != order(first, 1)
+    assert order(first, 0) != order(other, 0)
+    assert sorted(order(first, 0)) != order(first, 0)
+    assert "served" in first.train_dataloader().state_dict()

@@ -1,5 +1,7 @@
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from dreamdiffusion.models.mae import (
     PAPER_PARAMETERS,
@@ -7,6 +9,7 @@ from dreamdiffusion.models.mae import (
     EEGEncoder,
     MaskedEEGAutoencoder,
     count_parameters,
+    flops_per_window,
     preset,
 )
 
@@ -74,6 +77,18 @@ def test_preset_parameter_count_within_10_percent_of_table_2(name):
         encoder = EEGEncoder(PRESETS[name])
     count = count_parameters(encoder)
     assert abs(count - PAPER_PARAMETERS[name]) / PAPER_PARAMETERS[name] < 0.10, (name, count)
+
+
+@pytest.mark.parametrize(("name", "ratio"), [("tiny", 0.75), ("tiny", 0.5), ("18.3M", 0.75)])
+def test_flops_per_window_matches_torch_flop_counter(name, ratio):
+    """benchmarks/pretrain_step.py turns this count into achieved GFLOP/s; it must be the real one."""
+    torch.manual_seed(0)
+    model = MaskedEEGAutoencoder(PRESETS[name])
+    # the math backend runs attention as visible bmm's; the fused CPU kernel is not counted by torch
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(torch.randn(2, 128, 512), mask_ratio=ratio)
+    counted = counter.get_total_flops() / 2
+    assert flops_per_window(PRESETS[name], ratio) == pytest.approx(counted, rel=0.01)
 
 
 def test_unknown_preset_is_a_clear_error():

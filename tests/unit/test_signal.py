@@ -99,3 +99,20 @@ def test_channels_harmonised_to_128(n_source):
     else:
         assert out[0, 0] == 0 and out[-1, 0] == n_source - 1
         assert len(set(out[:, 0].tolist())) == 128
+
+
+def test_window_stride_spaces_the_windows():
+    raw = make_raw(np.random.default_rng(0).standard_normal((2, 2500)) * 20, 250.0)
+    back_to_back = preprocess_raw(raw, Preprocessing())
+    sparse = preprocess_raw(raw, Preprocessing(window_stride_seconds=0.88))
+    assert len(back_to_back.data) == 22 and len(sparse.data) == 11
+    np.testing.assert_array_equal(sparse.data[1], back_to_back.data[2])
+
+
+def test_eeg_data_is_in_microvolts_without_stim_channels():
+    from dreamdiffusion.signal import eeg_data
+
+    raw = make_raw(np.full((3, 100), 20.0), 250.0, ["C3", "C4", "STI"], ["eeg", "eeg", "stim"])
+    data, names, sfreq = eeg_data(raw)
+    assert names == ["C3", "C4"] and sfreq == 250.0
+    np.testing.assert_allclose(data, 20.0)  # stored as 20e-6 V
