@@ -1,9 +1,9 @@
 """Stage-3 metrics (SPEC.md, "Stage 3 — evaluation"), all torchmetrics ``Metric`` objects so they sync under DDP.
 
 * :class:`NWayTopKAccuracy` — the paper's n-way top-k classification accuracy (Table 2 reports 50-way top-1).
-* :func:`image_metrics` — FID (Inception-v3 pool features), IS (Inception-v3 logits, 10 splits), PSNR and SSIM
-  (data range 1.0 on images in [0, 1]) and LPIPS (AlexNet), from torchmetrics, around feature networks
-  loaded by :mod:`dreamdiffusion.models.eval_models`.
+* :class:`ImageMetrics` — FID (Inception-v3 pool features, 2048), IS (Inception-v3 logits, 10 splits), PSNR
+  (mean over images) and SSIM (Gaussian 11×11, σ 1.5), both with data range 1.0 on images in [0, 1], and LPIPS
+  (AlexNet), from torchmetrics, around feature networks loaded by :mod:`dreamdiffusion.models.eval_models`.
 * :class:`PerceptualDistance` — LPIPS as a metric around an injected network (torchmetrics' own class
   always downloads its backbone; ours takes the network so the AlexNet can come from a local file).
 
@@ -162,21 +162,32 @@ class ImageMetrics(nn.Module):
         self.settings = settings
         self.fid = FrechetInceptionDistance(feature=fid_feature, normalize=False)
         self.inception_score = InceptionScore(feature=is_feature, splits=settings.is_splits, normalize=False)
-        self.psnr = PeakSignalNoiseRatio(data_range=settings.data_range)
+        # mean of per-image PSNR (not the PSNR of the pooled error)
+        self.psnr = PeakSignalNoiseRatio(data_range=settings.data_range, dim=(1, 2, 3), reduction="elementwise_mean")
         self.ssim = StructuralSimilarityIndexMeasure(
             data_range=settings.data_range, kernel_size=settings.ssim_kernel_size, sigma=settings.ssim_sigma
         )
         self.lpips = PerceptualDistance(lpips_net)
 
     def update(self, generated: Tensor, ground_truth: Tensor) -> None:
-        """``generated``, ``ground_truth``: ``[N, 3, H, W]`` in ``[0, 1]``, pair ``i`` ↔ ``i``, same size."""
+        """``generated``, ``ground_truth``: ``[N, 3, H, W]`` in ``[0, 1]``, pair ``i`` ↔ ``i``, same size.
+        Both sets feed FID; use :meth:`update_real` + :meth:`update_generated` when several generated
+        images share one ground truth (each real image should count once)."""
+        self.update_real(ground_truth)
+        self.update_generated(generated, ground_truth)
+
+    def update_real(self, ground_truth: Tensor) -> None:
+        """Ground-truth images ``[N, 3, H, W]`` in ``[0, 1]`` → FID's real statistics."""
+        self.fid.update(to_uint8(ground_truth), real=True)
+
+    def update_generated(self, generated: Tensor, ground_truth: Tensor) -> None:
+        """Generated images and their ground truth (same shape) → FID fake statistics, IS, PSNR, SSIM, LPIPS."""
         if generated.shape != ground_truth.shape:
             raise ValueError(
                 f"generated images {tuple(generated.shape)} and ground truth {tuple(ground_truth.shape)} differ; "
                 "resize the ground truth to the generated size first"
             )
         generated, ground_truth = generated.float(), ground_truth.float()
-        self.fid.update(to_uint8(ground_truth), real=True)
         self.fid.update(to_uint8(generated), real=False)
         self.inception_score.update(to_uint8(generated))
         self.psnr.update(generated, ground_truth)
