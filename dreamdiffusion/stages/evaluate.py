@@ -482,8 +482,8 @@ def metrics_table(results: dict) -> str:
         f"EEG→CLIP retrieval top-1: {fmt(m.get('retrieval_top1'), percent=True)}"
         + (f" among {m['retrieval_candidates']} images (chance {fmt(1 / m['retrieval_candidates'], percent=True)})" if m.get("retrieval_candidates") else "")
         + "\n",
-        f"FID on {st['fid_features']}-dimensional Inception features (the authors' code used 64: their 3.61 is not "
-        f"comparable); PSNR/SSIM data range {st['data_range']}; IS with {st['is_splits']} splits; "
+        f"FID on {st['fid_features']}-dimensional Inception features (the paper's 3.61 came from the authors' "
+        f"64-feature FID: not comparable with a 2048-feature FID); PSNR/SSIM data range {st['data_range']}; IS with {st['is_splits']} splits; "
         f"{n_way}-way accuracy from a {st['classifier']['architecture']} classifier with {st['classifier_classes']} classes, "
         f"{st['n_trials']} seeded trials per image. The paper's accuracy is Table 2's full model (mean over samples).\n",
     ]
