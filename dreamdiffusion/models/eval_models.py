@@ -314,3 +314,27 @@ def build_tiny_eval_networks(folder: str | os.PathLike, seed: int = 0, n_classes
     paths["inception"] = save(inception, "inception.safetensors")
     paths["lpips"] = save(torchvision.models.alexnet(weights=None).features, "alexnet.safetensors", prefix="features.")
     return paths
+
+
+def write_random_inception_v3(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Save torch-fidelity's FID Inception-v3 (the real architecture, 23.9M parameters) with **random** weights
+    to ``path`` (safetensors): for tests and benchmarks of the ``inception_v3_fidelity`` loading path without
+    the published file. Its figures mean nothing."""
+    from unittest import mock
+
+    from safetensors.torch import save_file
+    from torch_fidelity import feature_extractor_inceptionv3 as fidelity
+
+    from dreamdiffusion.atomic import atomic_path
+
+    class RandomInception(fidelity.FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random initialisation
+            return None
+
+    torch.manual_seed(seed)
+    with mock.patch.object(fidelity, "load_state_dict_from_url", lambda *args, **kwargs: {}):
+        net = RandomInception("inception-v3-compat", ["2048"])
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    return path

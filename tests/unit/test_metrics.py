@@ -135,3 +135,34 @@ def test_offline_download_error_says_where_to_put_the_file(monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(RuntimeError, match="alexnet-owt-7be5be79.pth.*weights_path"):
         load_lpips_net(LPIPSConfig(None))
+
+
+def test_fid_inception_loads_from_a_local_file(tmp_path):
+    """The cluster path: torch-fidelity's Inception-v3 from a local weights file, 2048 features, 1008 logits."""
+    from dreamdiffusion.models.eval_models import write_random_inception_v3
+
+    path = write_random_inception_v3(tmp_path / "inception.safetensors", seed=0)
+    pool, logits = load_inception(InceptionConfig("inception_v3_fidelity", str(path)))
+    images = (torch.rand(2, 3, 64, 64) * 255).to(torch.uint8)
+    assert pool.num_features == 2048 and pool(images).shape == (2, 2048) and logits(images).shape == (2, 1008)
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    assert torch.equal(pool.net.fc.weight, state["fc.weight"])
+
+
+def test_classifier_with_torchvision_weights_name_and_local_file(tmp_path):
+    """A torchvision weights name gives preprocessing and class count; the local file gives the weights."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.squeezenet1_1(weights=None)
+    torch.save(model.state_dict(), tmp_path / "squeezenet1_1-b8a52dc0.pth")
+    classifier = load_classifier(ClassifierConfig("squeezenet1_1", "IMAGENET1K_V1", str(tmp_path / "squeezenet1_1-b8a52dc0.pth")))
+    assert classifier.num_classes == 1000 and classifier.preprocess.crop_size == [224]
+    probs = classifier(torch.rand(2, 3, 64, 64))
+    assert probs.shape == (2, 1000) and torch.allclose(probs.sum(dim=1), torch.ones(2))
+    with pytest.raises(ValueError, match="are not one of squeezenet1_1's"):
+        load_classifier(ClassifierConfig("squeezenet1_1", "SWAG", str(tmp_path / "squeezenet1_1-b8a52dc0.pth")))
+    with pytest.raises(ValueError, match="not a torchvision model name"):
+        load_classifier(ClassifierConfig("vit_gigantic", None, "x", num_classes=3, image_size=8))
