@@ -8,7 +8,7 @@ export MNE_DATA ?= $(CURDIR)/data/mne
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast demo clean
+.PHONY: help install test test-fast demo demo-eval clean
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ demo: install  ## Run the embedded default on CPU: stage 1 on MOABB FakeDataset,
 	mkdir -p $(MNE_DATA)
 	$(BIN)/dreamdiffusion fit -c configs/demo/pretrain.yaml --run_dir=$(RUN_DIR)
 	@echo "encoder written to $(RUN_DIR)/pretrain/encoder.safetensors; logs: tensorboard --logdir $(RUN_DIR)"
+
+demo-eval: install  ## Stage 3 on the demo run: score $(RUN_DIR)/finetune/pipeline, print metrics.md
+	$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(RUN_DIR)
+	@cat $(RUN_DIR)/eval/metrics.md
 
 clean:  ## Remove runs/ (the venv stays)
 	rm -rf runs
