@@ -1,7 +1,7 @@
 """Stage-3 metrics (SPEC.md, "Stage 3 — evaluation"), all torchmetrics ``Metric`` objects so they sync under DDP.
 
 * :class:`NWayTopKAccuracy` — the paper's n-way top-k classification accuracy (Table 2 reports 50-way top-1).
-* :class:`ImageMetrics` — FID (Inception-v3 pool features, 2048), IS (Inception-v3 logits, 10 splits), PSNR
+* :class:`ImageMetrics` — FID (Inception-v3 pool features, 2048), IS (:class:`InceptionScore`: Inception-v3 logits, 10 splits), PSNR
   (mean over images) and SSIM (Gaussian 11×11, σ 1.5), both with data range 1.0 on images in [0, 1], and LPIPS
   (AlexNet), from torchmetrics, around feature networks loaded by :mod:`dreamdiffusion.models.eval_models`.
 * :class:`PerceptualDistance` — LPIPS as a metric around an injected network (torchmetrics' own class
@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from dreamdiffusion.generation import derive_seed
 
@@ -123,6 +124,51 @@ class PerceptualDistance(Metric):
         return self.total / self.count
 
 
+class InceptionScore(Metric):
+    """Inception Score (Salimans et al. 2016) with torchmetrics' formula — ``exp(E_x KL(p(y|x) ‖ p(y)))`` per
+    split, mean and std over ``splits`` — but with the images ordered by an integer key before splitting
+    (torchmetrics shuffles with the global RNG, and its per-batch feature lists cannot be gathered when a
+    process received no images). So the score does not depend on batch size, process count or RNG state.
+
+    ``feature``: uint8 images ``[N, 3, H, W]`` → logits ``[N, C]``. Keys must be distinct integers below 2**24.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, feature: nn.Module, splits: int = 10, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.inception, self.splits = feature, splits
+        self.add_state("logits", [], dist_reduce_fx="cat")  # flattened [N * C]: gathers even from empty processes
+        self.add_state("keys", [], dist_reduce_fx="cat")
+        self.next_key = 0
+
+    def update(self, images: Tensor, keys: Tensor | None = None) -> None:
+        if keys is None:
+            keys = torch.arange(self.next_key, self.next_key + images.shape[0])
+        self.next_key += images.shape[0]
+        if keys.numel() and int(keys.max()) >= 2**24:
+            raise ValueError("InceptionScore keys must be below 2**24 (they are stored as float32)")
+        logits = self.inception(images).float()
+        self.logits.append(logits.flatten())
+        self.keys.append(keys.to(logits.device, torch.float32))
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        from torchmetrics.utilities import dim_zero_cat
+
+        keys = dim_zero_cat(self.keys)
+        if keys.numel() < self.splits:
+            raise RuntimeError(f"Inception Score needs at least {self.splits} images for {self.splits} splits, got {keys.numel()}")
+        logits = dim_zero_cat(self.logits).double().view(keys.numel(), -1)[keys.argsort()]
+        scores = []
+        for chunk in logits.chunk(self.splits, dim=0):
+            prob, log_prob = chunk.softmax(dim=1), chunk.log_softmax(dim=1)
+            mean_prob = prob.mean(dim=0, keepdim=True)
+            scores.append((prob * (log_prob - mean_prob.log())).sum(dim=1).mean().exp())
+        scores = torch.stack(scores)
+        return scores.mean().float(), scores.std().float()
+
+
 @dataclass(frozen=True)
 class MetricSettings:
     """What each image metric measures with; written to ``metrics.json`` beside the figures."""
@@ -152,18 +198,16 @@ class ImageMetrics(nn.Module):
 
     def __init__(self, fid_feature: nn.Module, is_feature: nn.Module, lpips_net: nn.Module, settings: MetricSettings) -> None:
         super().__init__()
-        from torchmetrics.image import (
-            FrechetInceptionDistance,
-            InceptionScore,
-            PeakSignalNoiseRatio,
-            StructuralSimilarityIndexMeasure,
-        )
+        from torchmetrics.image import FrechetInceptionDistance, StructuralSimilarityIndexMeasure
 
         self.settings = settings
         self.fid = FrechetInceptionDistance(feature=fid_feature, normalize=False)
-        self.inception_score = InceptionScore(feature=is_feature, splits=settings.is_splits, normalize=False)
-        # mean of per-image PSNR (not the PSNR of the pooled error)
-        self.psnr = PeakSignalNoiseRatio(data_range=settings.data_range, dim=(1, 2, 3), reduction="elementwise_mean")
+        # FID sets its output dtype in update(); a process that received no images still joins compute()
+        self.fid.orig_dtype = torch.float32
+        self.inception_score = InceptionScore(is_feature, splits=settings.is_splits)
+        # mean of per-image PSNR (not the PSNR of the pooled error), kept as sum + count states: torchmetrics'
+        # per-image PSNR keeps lists of mixed dtypes that cannot be gathered from a process without images
+        self.psnr = MeanMetric()
         self.ssim = StructuralSimilarityIndexMeasure(
             data_range=settings.data_range, kernel_size=settings.ssim_kernel_size, sigma=settings.ssim_sigma
         )
@@ -180,8 +224,9 @@ class ImageMetrics(nn.Module):
         """Ground-truth images ``[N, 3, H, W]`` in ``[0, 1]`` → FID's real statistics."""
         self.fid.update(to_uint8(ground_truth), real=True)
 
-    def update_generated(self, generated: Tensor, ground_truth: Tensor) -> None:
-        """Generated images and their ground truth (same shape) → FID fake statistics, IS, PSNR, SSIM, LPIPS."""
+    def update_generated(self, generated: Tensor, ground_truth: Tensor, keys: Tensor | None = None) -> None:
+        """Generated images and their ground truth (same shape) → FID fake statistics, IS, PSNR, SSIM, LPIPS.
+        ``keys``: distinct integer ids (< 2**24) of the generated images, ordering them for IS."""
         if generated.shape != ground_truth.shape:
             raise ValueError(
                 f"generated images {tuple(generated.shape)} and ground truth {tuple(ground_truth.shape)} differ; "
@@ -189,8 +234,10 @@ class ImageMetrics(nn.Module):
             )
         generated, ground_truth = generated.float(), ground_truth.float()
         self.fid.update(to_uint8(generated), real=False)
-        self.inception_score.update(to_uint8(generated))
-        self.psnr.update(generated, ground_truth)
+        self.inception_score.update(to_uint8(generated), keys)
+        self.psnr.update(
+            peak_signal_noise_ratio(generated, ground_truth, data_range=self.settings.data_range, dim=(1, 2, 3), reduction="none")
+        )
         self.ssim.update(generated, ground_truth)
         self.lpips.update(generated, ground_truth)
 

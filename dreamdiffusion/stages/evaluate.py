@@ -73,13 +73,16 @@ class RetrievalTop1(nn.Module):
         self.image = CatMetric().set_dtype(torch.float64)  # CRC-32 ids need more than float32's 24 bits
 
     def update(self, predicted: Tensor, target: Tensor, image_ids: Tensor) -> None:
-        self.predicted.update(nn.functional.normalize(predicted.float(), dim=-1))
-        self.target.update(nn.functional.normalize(target.float(), dim=-1))
+        # flattened: a process that saw no trial contributes an empty 1-D state that still gathers
+        self.predicted.update(nn.functional.normalize(predicted.float(), dim=-1).flatten())
+        self.target.update(nn.functional.normalize(target.float(), dim=-1).flatten())
         self.image.update(image_ids.double())
 
     def compute(self) -> tuple[float, int]:
         """(top-1 accuracy, number of distinct candidate images)."""
-        predicted, target, image = self.predicted.compute(), self.target.compute(), self.image.compute()
+        image = self.image.compute()
+        predicted = self.predicted.compute().view(image.numel(), -1)
+        target = self.target.compute().view(image.numel(), -1)
         nearest = (predicted @ target.T).argmax(dim=1)
         return float((image[nearest] == image).double().mean()), int(image.unique().numel())
 
@@ -278,7 +281,8 @@ class EvalModule(L.LightningModule):
         self.trial_index.update(index.double())
         self.trial_label.update(batch["label"][rows].double())
         self.image_metrics.update_real(gt)
-        self.image_metrics.update_generated(flat, gt.repeat_interleave(s, dim=0))
+        image_keys = torch.tensor([int(i) * s + k for i in index.tolist() for k in range(s)])
+        self.image_metrics.update_generated(flat, gt.repeat_interleave(s, dim=0), image_keys)
 
         gt_class = self.classifier(gt).argmax(dim=1).repeat_interleave(s)
         probs = self.classifier(flat)
@@ -326,6 +330,8 @@ class EvalModule(L.LightningModule):
         notes: list[str] = []
         metrics: dict[str, float | int | None] = {}
         fid = self.image_metrics.fid
+        with fid.sync_context():  # counts over all processes
+            fid_images = {"generated": int(fid.fake_features_num_samples), "ground_truth": int(fid.real_features_num_samples)}
         metrics["fid"] = float(fid.compute()) if trials >= 2 else None
         if metrics["fid"] is None:
             notes.append("FID not computed: it needs at least 2 ground-truth images")
@@ -358,7 +364,7 @@ class EvalModule(L.LightningModule):
             "split": "test",
             "trials": trials,
             "generated_images": images,
-            "fid_images": {"generated": int(fid.fake_features_num_samples), "ground_truth": int(fid.real_features_num_samples)},
+            "fid_images": fid_images,
             "metrics": metrics,
             "settings": {
                 "num_samples": self.num_samples,

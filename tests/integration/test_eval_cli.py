@@ -45,3 +45,34 @@ def test_demo_predict_writes_images(cli, repo, run_dir):
     assert cli("predict", "-c", str(repo / "configs/demo/eval.yaml"), f"--run_dir={run_dir}") == 0
     images = list((run_dir / "eval" / "predictions").glob("trial*_sample*.png"))
     assert images and len(images) % 2 == 0
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_figures_as_one(cli, repo, run_dir):
+    """DDP on CPU (a subprocess: DDP re-executes argv): every trial counted once, the same figures."""
+    import os
+    import subprocess
+    import sys
+
+    config = str(repo / "configs/demo/eval.yaml")
+    assert cli("test", "-c", config, f"--run_dir={run_dir}", f"--trainer.default_root_dir={run_dir / 'eval1'}",
+               "--data.init_args.batch_size=3") == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dreamdiffusion", "test", "-c", config, f"--run_dir={run_dir}",
+         f"--trainer.default_root_dir={run_dir / 'eval2'}", "--trainer.devices=2", "--trainer.strategy=ddp"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = json.loads((run_dir / "eval1" / "metrics.json").read_text())
+    two = json.loads((run_dir / "eval2" / "metrics.json").read_text())
+    assert two["settings"]["world_size"] == 2 and one["settings"]["world_size"] == 1
+    assert two["trials"] == one["trials"] and two["fid_images"] == one["fid_images"]
+    for key, value in one["metrics"].items():
+        if key.startswith("inception_score"):
+            assert two["metrics"][key] == pytest.approx(value, abs=1e-4), key  # features gathered in rank order
+        else:
+            assert two["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert sorted(p.name for p in (run_dir / "eval2" / "samples").iterdir()) == sorted(
+        p.name for p in (run_dir / "eval1" / "samples").iterdir()
+    )

@@ -166,3 +166,26 @@ def test_classifier_with_torchvision_weights_name_and_local_file(tmp_path):
         load_classifier(ClassifierConfig("squeezenet1_1", "SWAG", str(tmp_path / "squeezenet1_1-b8a52dc0.pth")))
     with pytest.raises(ValueError, match="not a torchvision model name"):
         load_classifier(ClassifierConfig("vit_gigantic", None, "x", num_classes=3, image_size=8))
+
+
+def test_inception_score_matches_torchmetrics_and_ignores_the_order(networks):
+    from torchmetrics.image import InceptionScore as TorchmetricsIS
+
+    from dreamdiffusion.metrics import InceptionScore, to_uint8
+
+    _, logits = load_inception(InceptionConfig("tiny", networks["inception"]))
+    images = to_uint8(smooth_images(12, 3))
+    ours = InceptionScore(logits, splits=1)
+    ours.update(images)
+    reference = TorchmetricsIS(feature=logits, splits=1)
+    reference.update(images)
+    assert ours.compute()[0].item() == pytest.approx(reference.compute()[0].item(), rel=1e-5)
+    forward, backward = InceptionScore(logits, splits=3), InceptionScore(logits, splits=3)
+    forward.update(images, torch.arange(12))
+    backward.update(images[6:], torch.arange(6, 12))
+    backward.update(images[:6], torch.arange(6))
+    assert torch.equal(forward.compute()[0], backward.compute()[0])
+    with pytest.raises(RuntimeError, match="at least 3 images"):
+        short = InceptionScore(logits, splits=3)
+        short.update(images[:2])
+        short.compute()
