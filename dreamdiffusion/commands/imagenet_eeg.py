@@ -34,7 +34,10 @@ def check(args: argparse.Namespace) -> dict:
         report["split_addressing"] = addressing
         eeg = ie.load_eeg_file(args.eeg)
         split = ie.load_split_file(args.splits, args.split_index)
-        selection = ie.select_trials(eeg, split, args.splits, addressing, args.subject, args.min_length, args.max_length, args.window_stop)
+        selection = ie.select_trials(
+            eeg, split, args.splits, addressing, args.subject, args.min_length, args.max_length, args.window_stop,
+            args.exclude_image,
+        )
     except (OSError, ValueError, KeyError, IndexError) as err:
         report["errors"].append(str(err).strip("'\""))
         report["ok"] = False
@@ -46,6 +49,7 @@ def check(args: argparse.Namespace) -> dict:
     report["per_class"] = {name: dict(sorted(Counter(eeg.labels[int(x["label"])] for x in t).items())) for name, t in trials.items()}
     report["dropped_by_length"] = selection.dropped_by_length
     report["dropped_short_for_window"] = selection.dropped_short_for_window
+    report["excluded_by_image"] = selection.excluded_by_image
     report["errors"] += ie.empty_split_errors(selection, args.splits, args.subject, args.split_index)
 
     names = sorted({eeg.images[int(x["image"])] for t in trials.values() for x in t})
@@ -101,6 +105,8 @@ def register(data_commands: argparse._SubParsersAction) -> None:
     p.add_argument("--min-length", type=int, default=450, help="shortest trial kept, samples")
     p.add_argument("--max-length", type=int, default=600, help="longest trial kept, samples")
     p.add_argument("--window-stop", type=int, default=460, help="end of the EEG window, samples")
+    p.add_argument("--exclude-image", action="append", default=[], metavar="NAME",
+                   help="leave out the trials of this image (repeatable), as the data module's exclude_images")
     p.set_defaults(func=run_check)
 
     s = data_commands.add_parser("synth-imagenet-eeg", help="write a synthetic ImageNet-EEG twin (same file formats)")

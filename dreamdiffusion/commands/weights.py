@@ -1,18 +1,34 @@
-"""``dreamdiffusion weights tiny --out DIR``: tiny random models for the demo and for trying the pipeline.
+"""Model weights on disk.
 
-Writes ``DIR/sd`` (a Stable Diffusion folder in diffusers layout), ``DIR/clip`` (a CLIP image tower
-with its processor) and ``DIR/eval`` (stage-3 evaluation networks: classifier, Inception stand-in, LPIPS
-AlexNet; see :mod:`dreamdiffusion.models.eval_models`), built from the same classes as the real models, seeded.
+* ``dreamdiffusion weights tiny --out DIR``: tiny random models for the demo and tests — ``DIR/sd`` (a
+  Stable Diffusion folder in diffusers layout), ``DIR/clip`` (a CLIP image tower with its processor) and
+  ``DIR/eval`` (stage-3 evaluation networks: classifier, Inception stand-in, LPIPS AlexNet; see
+  :mod:`dreamdiffusion.models.eval_models`), built from the same classes as the real models, seeded.
+* ``dreamdiffusion weights fetch --out DIR``: on a machine with internet (a cluster login node), download
+  the real models into ``DIR`` so configs can point at local folders and compute nodes run offline:
+  ``DIR/stable-diffusion-v1-5`` (unet, vae, scheduler only — no text encoder is needed) and
+  ``DIR/clip-vit-large-patch14``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from dreamdiffusion.atomic import atomic_dir
-from dreamdiffusion.models.backbones import build_tiny_clip, build_tiny_sd
+from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, build_tiny_clip, build_tiny_sd
 from dreamdiffusion.models.eval_models import build_tiny_eval_networks
+
+# What stage 2 and 3 read from each hub repository; weights in safetensors only.
+FETCH = {
+    "stable-diffusion-v1-5": (
+        SD15,
+        ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+         "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json"],
+    ),
+    "clip-vit-large-patch14": (CLIP_VIT_L14, ["config.json", "preprocessor_config.json", "model.safetensors"]),
+}
 
 
 def tiny(args: argparse.Namespace) -> int:
@@ -27,6 +43,30 @@ def tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def fetch(args: argparse.Namespace) -> int:
+    from huggingface_hub import snapshot_download
+
+    out = Path(args.out)
+    failed = []
+    for folder, (repo_id, patterns) in FETCH.items():
+        target = out / folder
+        print(f"fetching {repo_id} -> {target}")
+        try:
+            snapshot_download(repo_id, local_dir=target, allow_patterns=patterns)
+        except Exception as e:  # report every model, then fail: the others may still be usable
+            failed.append(f"{repo_id}: {type(e).__name__}: {e}")
+            continue
+        missing = [p for p in patterns if not (target / p).is_file()]
+        if missing:
+            failed.append(f"{repo_id}: downloaded, but {', '.join(missing)} missing in {target}")
+    if failed:
+        print("could not fetch:\n  " + "\n  ".join(failed), file=sys.stderr)
+        print("check the network, `huggingface-cli login` for gated models, and HF_HUB_OFFLINE (must be unset)", file=sys.stderr)
+        return 1
+    print(f"done; point configs at {out}/stable-diffusion-v1-5 and {out}/clip-vit-large-patch14 (e.g. `make reproduce WEIGHTS={out}`)")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     weights = commands.add_parser("weights", help="model weights: tiny random ones for the demo")
     sub = weights.add_subparsers(dest="weights_command", required=True)
@@ -38,3 +78,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-image-size", type=int, default=32)
     p.add_argument("--clip-dim", type=int, default=32, help="CLIP projection (image embedding) size")
     p.set_defaults(func=tiny)
+    f = sub.add_parser("fetch", help="download SD-1.5 and CLIP ViT-L/14 to --out (needs internet)")
+    f.add_argument("--out", default="weights", help="folder that receives one sub-folder per model")
+    f.set_defaults(func=fetch)

@@ -8,8 +8,8 @@ A cache is a folder ``<cache_dir>/<kind>-<key>/`` holding ``<kind>.safetensors``
 rows in ``manifest.json``'s ``names`` order) and ``manifest.json``, written together atomically (the
 manifest says the folder is complete). ``<key>`` is a digest of the model that made it — its
 fingerprint (:func:`dreamdiffusion.models.backbones.clip_fingerprint` or :func:`vae_fingerprint`),
-the SHA-256 of its weight files, and the preprocessing (CLIP processor config, image size) — so two
-models never share a cache. The manifest also records the data it came from (the EEG file and every
+the SHA-256 of its weight files, and the preprocessing (CLIP processor config, image size) — and of
+the set of image names, so two models (or two subjects' image sets) never share or overwrite a cache. The manifest also records the data it came from (the EEG file and every
 image: size and modification time in ns); a cache whose model or data differ is a miss and is rebuilt.
 """
 
@@ -83,8 +83,9 @@ def data_state(eeg_path: str | os.PathLike, images: dict[str, Path]) -> dict:
     }
 
 
-def cache_folder(cache_dir: str | os.PathLike, model_key: dict) -> Path:
-    digest = hashlib.sha256(json.dumps(model_key, sort_keys=True).encode()).hexdigest()[:16]
+def cache_folder(cache_dir: str | os.PathLike, model_key: dict, names: list[str]) -> Path:
+    """``<cache_dir>/<kind>-<digest of the model key and the image names>``: one folder per model and image set."""
+    digest = hashlib.sha256(json.dumps([model_key, sorted(names)], sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir) / f"{model_key['kind']}-{digest}"
 
 
@@ -158,7 +159,7 @@ def ensure_cache(
     cache_dir: str | os.PathLike, model_key: dict, data: dict, compute: Callable[[], dict[str, torch.Tensor]]
 ) -> tuple[Path, bool]:
     """Make sure a fresh cache exists: ``(folder, True)`` if it was already there, else compute and write it."""
-    folder = cache_folder(cache_dir, model_key)
+    folder = cache_folder(cache_dir, model_key, list(data["images"]))
     if read_cache(folder, model_key, data) is not None:
         return folder, True
     write_cache(folder, compute(), model_key, data)
@@ -167,7 +168,7 @@ def ensure_cache(
 
 def load_cache(cache_dir: str | os.PathLike, model_key: dict, data: dict) -> dict[str, torch.Tensor]:
     """The fresh cache for ``model_key`` and ``data``; an error (naming the folder) if it is absent or stale."""
-    folder = cache_folder(cache_dir, model_key)
+    folder = cache_folder(cache_dir, model_key, list(data["images"]))
     tensors = read_cache(folder, model_key, data)
     if tensors is None:
         raise FileNotFoundError(

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from dreamdiffusion.data import embedding_cache as caches
 from dreamdiffusion.data.images import find_images, missing_images_error, random_crop, read_image, to_tensor
 from dreamdiffusion.data.plain_load import load_plain
+from dreamdiffusion.data.resumable import train_loader
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15
 from dreamdiffusion.signal import N_CHANS, resample_window
 
@@ -150,6 +152,7 @@ class Selection:
     positions: dict[str, list[int]]
     dropped_by_length: dict[str, int] = field(default_factory=dict)
     dropped_short_for_window: dict[str, int] = field(default_factory=dict)
+    excluded_by_image: dict[str, int] = field(default_factory=dict)
 
 
 def select_trials(
@@ -161,9 +164,18 @@ def select_trials(
     min_length: int = 450,
     max_length: int = 600,
     window_stop: int = 460,
+    exclude_images: list[str] | tuple[str, ...] = (),
 ) -> Selection:
-    """Which trials each split holds. Indices out of range, and a subject without trials, are errors."""
+    """Which trials each split holds. Indices out of range, and a subject without trials, are errors.
+
+    ``exclude_images`` names pictures whose trials are left out on purpose (e.g. an image that cannot
+    be repaired); each name must be one of the file's ``images``.
+    """
     subjects = [int(t["subject"]) for t in eeg.trials]
+    unknown = sorted(set(exclude_images) - set(eeg.images))
+    if unknown:
+        raise ValueError(f"exclude_images names {unknown}, which are not in the 'images' list of {eeg.path}; fix the names")
+    excluded = {i for i, name in enumerate(eeg.images) if name in set(exclude_images)}
     present = sorted(set(subjects))
     if subject != 0 and subject not in present:
         raise ValueError(f"subject {subject} has no trials in {eeg.path} (subjects present: {present}); set subject to one of them or 0 for all")
@@ -193,6 +205,9 @@ def select_trials(
         positions = [address[i] for i in split[name]]
         if addressing == "all" and subject != 0:
             positions = [p for p in positions if subjects[p] == subject]
+        kept = [p for p in positions if int(eeg.trials[p]["image"]) not in excluded]
+        selection.excluded_by_image[name] = len(positions) - len(kept)
+        positions = kept
         lengths = [int(eeg.trials[p]["eeg"].shape[1]) for p in positions]
         in_rule = [min_length <= n <= max_length for n in lengths]
         selection.positions[name] = [p for p, ok, n in zip(positions, in_rule, lengths) if ok and n >= window_stop]
@@ -205,14 +220,29 @@ def empty_split_errors(selection: Selection, splits_path, subject: int, split_in
     """One message per split left without trials."""
     return [
         f"the {name} split of {splits_path} (split_index {split_index}, subject {subject or 'all'}) holds no trials "
-        f"after filtering ({selection.dropped_by_length[name]} dropped by the length rule); check subject, "
-        "split_index, split_addressing and min_length/max_length"
+        f"after filtering ({selection.dropped_by_length[name]} dropped by the length rule, "
+        f"{selection.excluded_by_image.get(name, 0)} by exclude_images); check subject, split_index, split_addressing, "
+        "min_length/max_length and exclude_images"
         for name in SPLITS
         if not selection.positions[name]
     ]
 
 
 # --------------------------------------------------------------------------------------- dataset
+
+
+def cut_windows(trials: list[dict], start: int, stop: int, n_times: int, chunk: int = 256) -> torch.Tensor:
+    """EEG windows ``[N, 128, n_times]`` float32: samples ``start..stop`` of each trial, resampled.
+
+    Resampled in chunks of ``chunk`` trials so memory holds the output plus one chunk, not two copies
+    of the whole dataset.
+    """
+    out = torch.empty(len(trials), N_CHANS, n_times)
+    for first in range(0, len(trials), chunk):
+        part = torch.stack([t["eeg"][:, start:stop].float() for t in trials[first : first + chunk]])
+        out[first : first + len(part)] = resample_window(part, n_times)
+    return out
+
 
 
 class PairedEEGImageDataset(Dataset):
@@ -303,6 +333,11 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         ``crop_fraction`` of each side, then resize to S.
     min_length, max_length, window_start, window_stop, n_times
         Length rule and EEG window in samples (1 kHz), and samples after resampling.
+    batch_size, num_workers, seed
+        Items per batch (per device), DataLoader workers, seed of the training order (drawn from
+        ``(seed, epoch)``, so a run resumed mid-epoch replays the same order).
+    exclude_images
+        Image names whose trials are left out on purpose (listed, counted by ``check-imagenet-eeg``).
     """
 
     def __init__(
@@ -326,11 +361,13 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         crop_fraction: float = 0.8,
         batch_size: int = 25,
         num_workers: int = 4,
+        seed: int = 0,
         min_length: int = 450,
         max_length: int = 600,
         window_start: int = 20,
         window_stop: int = 460,
         n_times: int = 512,
+        exclude_images: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -353,8 +390,9 @@ class ImageNetEEGDataModule(L.LightningDataModule):
             )
         if cache_latents and image_size % 8:
             raise ValueError(f"image_size={image_size} must be a multiple of 8 (the VAE down-samples 8x) to cache latents")
-        self.datasets: dict[str, PairedEEGImageDataset] = {}
-        self.selection: Selection | None = None
+        self.datasets: dict[str, PairedEEGImageDataset] = {}  # "train", "val", "test" after setup
+        self.selection: Selection | None = None  # what setup kept and dropped
+        self.labels: list[str] = []  # class index -> WordNet id, after setup
 
     # -- shared steps -------------------------------------------------------------------------------
     def _select(self) -> tuple[EEGFile, Selection, dict[str, Path]]:
@@ -362,7 +400,10 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         hp = self.hparams
         eeg = load_eeg_file(hp.eeg_path)
         split = load_split_file(hp.splits_path, hp.split_index)
-        selection = select_trials(eeg, split, hp.splits_path, self.addressing, hp.subject, hp.min_length, hp.max_length, hp.window_stop)
+        selection = select_trials(
+            eeg, split, hp.splits_path, self.addressing, hp.subject, hp.min_length, hp.max_length, hp.window_stop,
+            hp.exclude_images or (),
+        )
         errors = empty_split_errors(selection, hp.splits_path, hp.subject, hp.split_index)
         if errors:
             raise ValueError("; ".join(errors))
@@ -375,7 +416,8 @@ class ImageNetEEGDataModule(L.LightningDataModule):
     def _cache_dir(self) -> Path:
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else Path(self.hparams.eeg_path).parent / "cache"
 
-    def _cache_specs(self) -> list[tuple[dict, callable]]:
+    def _cache_specs(self) -> list[tuple[dict, Callable[[dict[str, Path]], dict[str, torch.Tensor]]]]:
+        """``(model key, compute(images))`` of each enabled cache."""
         hp = self.hparams
         device = hp.cache_device or ("cuda" if torch.cuda.is_available() else "cpu")
         specs = []
@@ -419,10 +461,9 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         for name in SPLITS:
             positions = selection.positions[name]
             trials = [eeg.trials[p] for p in positions]
-            windows = torch.stack([t["eeg"][:, hp.window_start : hp.window_stop].float() for t in trials])
             image_names = [eeg.images[int(t["image"])] for t in trials]
             self.datasets[name] = PairedEEGImageDataset(
-                windows=resample_window(windows, hp.n_times),
+                windows=cut_windows(trials, hp.window_start, hp.window_stop, hp.n_times),
                 positions=positions,
                 labels=[int(t["label"]) for t in trials],
                 subjects=[int(t["subject"]) for t in trials],
@@ -438,25 +479,27 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         self.labels = eeg.labels
         log.info("ImageNet-EEG: %s", {k: len(v) for k, v in self.datasets.items()})
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        data = self.datasets[name]
+    def _loader(self, name: str) -> DataLoader:
+        """An un-shuffled loader (val, test, predict)."""
         return DataLoader(
-            data,
+            self.datasets[name],
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            shuffle=False,
             num_workers=self.hparams.num_workers,
-            drop_last=shuffle and len(data) > self.hparams.batch_size,
             persistent_workers=self.hparams.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # Shuffled from (seed, epoch) and resumable mid-epoch, like every training loader of the project.
+        data = self.datasets["train"]
+        drop_last = len(data) > self.hparams.batch_size
+        return train_loader(data, self.hparams.batch_size, self.hparams.seed, self.hparams.num_workers, drop_last)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")

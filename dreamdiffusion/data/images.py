@@ -89,8 +89,8 @@ def to_tensor(image, size: int) -> torch.Tensor:
     from PIL import Image
 
     resized = image.resize((size, size), Image.Resampling.BICUBIC)
-    pixels = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)
-    return pixels.float().div(127.5).sub(1.0)
+    pixels = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1)
+    return pixels.float().div_(127.5).sub_(1.0)
 
 
 def random_crop(image, fraction: float, generator: torch.Generator | None = None):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dreamdiffusion.data.resumable import train_loader
 from dreamdiffusion.signal import N_CHANS, Preprocessing, harmonise_channels, montage_index, preprocess_raw, replication_index
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,8 @@ class MOABBDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        drop_last = len(self.train_set) > self.hparams.batch_size
+        return train_loader(self.train_set, self.hparams.batch_size, self.hparams.seed, self.hparams.num_workers, drop_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)

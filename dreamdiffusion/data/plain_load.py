@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A ``torch.save`` zip archive, or a legacy ``torch.save``/pickle stream (protocol 2+ starts with 0x80)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
 
 
 def _refusal_reason(message: str) -> str:
@@ -37,13 +46,18 @@ def load_plain(path: str | os.PathLike, what: str = "data file") -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist; see data/README.md for where it goes")
+    if not _looks_like_torch_file(path):
+        raise ValueError(
+            f"{path} is not a readable torch .pth file (neither a torch.save archive nor a pickle); the file may be "
+            "truncated or of another format: fetch it again"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         reason = _refusal_reason(str(err))
         raise NotPlainDataError(
             f"{path} is not a plain data file (tensors, lists, dicts, strings, numbers only): it holds "
-            f"other objects, so it was refused without running any of it ({reason.rstrip('.')}). Re-save its "
+            f"other objects (or pickle instructions the safe loader does not accept), so it was refused without running any of it ({reason.rstrip('.')}). Re-save its "
             "contents as plain data (e.g. torch.save of dicts/lists of tensors) or get the original file"
         ) from None
     except Exception as err:  # noqa: BLE001 - any other failure of a restricted load: not a .pth file

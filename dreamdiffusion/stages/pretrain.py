@@ -135,6 +135,9 @@ class MSMPretrainModule(L.LightningModule):
             param_groups(self.model, self.hparams.weight_decay), lr=self.hparams.lr, betas=tuple(self.hparams.betas)
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
+        # Estimating the steps builds the training loader before a resumed checkpoint is restored, so the
+        # loader's mid-epoch position would never be loaded; let the fit loop build it again afterwards.
+        self.trainer.fit_loop._combined_loader = None
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         warmup = int(round(self.hparams.warmup_epochs * total / epochs))
         scheduler = torch.optim.lr_scheduler.LambdaLR(

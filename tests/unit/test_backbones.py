@@ -45,3 +45,11 @@ def test_weights_tiny_command_writes_both_models(cli, tmp_path):
     assert cli("weights", "tiny", "--out", str(tmp_path)) == 0
     assert (tmp_path / "sd/unet/config.json").is_file() and (tmp_path / "clip/preprocessor_config.json").is_file()
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_weights_fetch_reports_every_failed_model_and_exits_non_zero(cli, tmp_path, capsys, monkeypatch):
+    """Offline here: the hub client refuses at once; the command names each model and how to fix it."""
+    assert cli("weights", "fetch", "--out", str(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert "stable-diffusion-v1-5/stable-diffusion-v1-5:" in err and "openai/clip-vit-large-patch14:" in err
+    assert "HF_HUB_OFFLINE" in err
