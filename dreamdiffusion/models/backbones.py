@@ -63,15 +63,24 @@ def _check_local(source: str, parts: list[str], what: str) -> None:
         )
 
 
-def load_sd(source: str = SD15, local_files_only: bool = False, torch_dtype: torch.dtype | None = None) -> SDComponents:
-    """UNet, VAE and noise scheduler from a diffusers-layout folder or hub id."""
+def load_sd(
+    source: str = SD15,
+    local_files_only: bool = False,
+    torch_dtype: torch.dtype | None = None,
+    unet_overrides: dict | None = None,
+) -> SDComponents:
+    """UNet, VAE and noise scheduler from a diffusers-layout folder or hub id.
+
+    ``unet_overrides``: UNet config entries replaced at load time, e.g. ``{"class_embed_type": "identity"}``
+    for the authors' time-condition vector (adds no parameter, so the stored weights still load strictly).
+    """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
     _check_local(source, ["unet/config.json", "vae/config.json", "scheduler/scheduler_config.json"], "Stable Diffusion")
     kwargs = {"local_files_only": local_files_only}
     if torch_dtype is not None:
         kwargs["torch_dtype"] = torch_dtype
-    unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kwargs)
+    unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kwargs, **(unet_overrides or {}))
     vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **kwargs)
     scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", local_files_only=local_files_only)
     return SDComponents(unet=unet, vae=vae, scheduler=scheduler)
@@ -85,6 +94,14 @@ def load_clip(source: str = CLIP_VIT_L14, local_files_only: bool = False):
     model = CLIPVisionModelWithProjection.from_pretrained(source, local_files_only=local_files_only)
     processor = CLIPImageProcessor.from_pretrained(source, local_files_only=local_files_only)
     return model, processor
+
+
+def clip_projection_dim(source: str = CLIP_VIT_L14, local_files_only: bool = False) -> int:
+    """Size of the CLIP image embedding (``projection_dim``; 768 for ViT-L/14), read from the config only."""
+    from transformers import CLIPVisionConfig
+
+    _check_local(source, ["config.json"], "CLIP")
+    return int(CLIPVisionConfig.from_pretrained(source, local_files_only=local_files_only).projection_dim)
 
 
 def clip_fingerprint(source: str) -> str:
