@@ -8,6 +8,8 @@
   the real models into ``DIR`` so configs can point at local folders and compute nodes run offline:
   ``DIR/stable-diffusion-v1-5`` (unet, vae, scheduler only — no text encoder is needed) and
   ``DIR/clip-vit-large-patch14``.
+* ``dreamdiffusion weights fetch-eval --out DIR``: the stage-3 networks' published files (ViT-H/14 SWAG,
+  torch-fidelity's FID Inception-v3, AlexNet for LPIPS), hash-checked, for ``weights_path`` in the eval config.
 """
 
 from __future__ import annotations
@@ -67,6 +69,19 @@ def fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def fetch_eval(args: argparse.Namespace) -> int:
+    from dreamdiffusion.models.eval_models import fetch_eval_weights
+
+    try:
+        paths = fetch_eval_weights(args.out)
+    except Exception as e:  # noqa: BLE001 - network errors of many kinds; say what to do
+        print(f"could not fetch the evaluation weights ({type(e).__name__}: {e}); this needs internet", file=sys.stderr)
+        return 1
+    overrides = " ".join(f"--model.init_args.{key}.weights_path={path}" for key, path in paths.items())
+    print(f"done; evaluate offline with: dreamdiffusion test -c configs/eval.yaml {overrides}")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     weights = commands.add_parser("weights", help="model weights: tiny random ones for the demo")
     sub = weights.add_subparsers(dest="weights_command", required=True)
@@ -81,3 +96,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     f = sub.add_parser("fetch", help="download SD-1.5 and CLIP ViT-L/14 to --out (needs internet)")
     f.add_argument("--out", default="weights", help="folder that receives one sub-folder per model")
     f.set_defaults(func=fetch)
+    e = sub.add_parser("fetch-eval", help="download the stage-3 networks (ViT-H/14 SWAG, FID Inception, AlexNet) to --out")
+    e.add_argument("--out", default="weights/eval", help="folder that receives the three weights files")
+    e.set_defaults(func=fetch_eval)

@@ -338,3 +338,29 @@ def write_random_inception_v3(path: str | os.PathLike, seed: int = 0) -> Path:
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
     return path
+
+
+# The published evaluation weights, by the eval config key that takes their local path.
+EVAL_WEIGHTS = {
+    "classifier": "https://download.pytorch.org/models/vit_h_14_swag-80465313.pth",
+    "inception": INCEPTION_URL,
+    "lpips": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+}
+
+
+def fetch_eval_weights(folder: str | os.PathLike) -> dict[str, Path]:
+    """Download the default evaluation networks' files into ``folder`` (on a machine with internet), each
+    checked against the SHA-256 prefix in its file name; returns their paths by config key."""
+    import re
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for key, url in EVAL_WEIGHTS.items():
+        name = url.rsplit("/", 1)[-1]
+        target = folder / name
+        if not target.is_file():
+            prefix = re.search(r"-([a-f0-9]{6,})\.", name).group(1)
+            torch.hub.download_url_to_file(url, str(target), hash_prefix=prefix, progress=True)
+        paths[key] = target
+    return paths

@@ -116,3 +116,21 @@ def test_incomplete_pipeline_folder(cli, capsys, pipeline, tmp_path):
     make_raw().save(path, verbose="error")
     err = error_of(cli, capsys, "--pipeline", str(broken), "--eeg", str(path), "--out", str(tmp_path / "o"), "--onset", "1")
     assert "incomplete: missing vae" in err
+
+
+def test_fetch_eval_downloads_each_file_once_and_prints_the_overrides(cli, capsys, tmp_path, monkeypatch):
+    import torch
+
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):  # no network in tests
+        calls.append((url, hash_prefix))
+        with open(dst, "wb") as f:
+            f.write(b"weights")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    assert cli("weights", "fetch-eval", "--out", str(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert f"--model.init_args.lpips.weights_path={tmp_path / 'alexnet-owt-7be5be79.pth'}" in out
+    assert ("https://download.pytorch.org/models/vit_h_14_swag-80465313.pth", "80465313") in calls and len(calls) == 3
+    assert cli("weights", "fetch-eval", "--out", str(tmp_path)) == 0 and len(calls) == 3  # present: not fetched again
