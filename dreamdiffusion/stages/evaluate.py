@@ -23,7 +23,6 @@ import json
 import math
 import re
 import zlib
-from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -33,7 +32,7 @@ from torchmetrics import CatMetric, SumMetric
 
 from dreamdiffusion.atomic import atomic_path, write_text
 from dreamdiffusion.generation import derive_seed, generate_images, unet_calls
-from dreamdiffusion.metrics import ImageMetrics, MeanMetric, MetricSettings, NWayTopKAccuracy, to_uint8
+from dreamdiffusion.metrics import ImageMetrics, MeanMetric, MetricSettings, NWayTopKAccuracy
 from dreamdiffusion.models.eval_models import (
     ClassifierConfig,
     InceptionConfig,
@@ -162,17 +161,19 @@ class EvalModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
-        if self.loaded:
-            return
-        from dreamdiffusion.pipeline import DreamDiffusionPipeline
+        """Load the pipeline (every stage) and, except for predict, the evaluation networks and metrics."""
+        if not self.loaded:
+            from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
-        pipe = DreamDiffusionPipeline.from_pretrained(self.pipeline_dir)
-        self.unet, self.vae, self.condition_model = pipe.unet, pipe.vae, pipe.condition_model
-        self.scheduler_config = dict(pipe.scheduler.config)
-        self.native_size = pipe.image_size
-        self.out_size = self.image_size or self.native_size
-        self.loaded = True
-        if stage == "predict":
+            pipe = DreamDiffusionPipeline.from_pretrained(self.pipeline_dir)
+            self.unet, self.vae, self.condition_model = pipe.unet, pipe.vae, pipe.condition_model
+            for module in (self.unet, self.vae, self.condition_model):
+                module.eval().requires_grad_(False)
+            self.scheduler_config = dict(pipe.scheduler.config)
+            self.native_size = pipe.image_size
+            self.out_size = self.image_size or self.native_size
+            self.loaded = True
+        if stage == "predict" or hasattr(self, "image_metrics"):
             return
         self.classifier = load_classifier(self.classifier_config)
         self.n_way = min(self.n_way_requested, self.classifier.num_classes)
@@ -198,8 +199,6 @@ class EvalModule(L.LightningModule):
                     f"CLIP model {self.clip_model_source} embeds in {clip_dim} dimensions but the pipeline's CLIP "
                     f"head predicts {self.condition_model.config.clip_dim}; use the CLIP model stage 2 trained with"
                 )
-        for module in (self.unet, self.vae, self.condition_model):
-            module.eval().requires_grad_(False)
 
     @property
     def stage_dir(self) -> Path:
