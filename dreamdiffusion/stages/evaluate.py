@@ -7,7 +7,7 @@
 * ``metrics.json`` — every metric with its settings, the number of images and the pipeline it scored;
 * ``metrics.md`` — a table shaped like the paper's Table 1 plus 50-way top-1, the paper's figures beside ours;
 * ``samples/`` — ``trial<index>_<image>_gt.png`` and ``trial<index>_<image>_sample<k>.png``, and one
-  ``grid_class<label>_<wnid>.png`` per class (rows: trials; columns: ground truth | samples).
+  ``grid_class<label>.png`` per class (rows: trials; columns: ground truth | samples).
 
 ``dreamdiffusion predict -c configs/eval.yaml`` only generates, into ``<stage folder>/predictions/``.
 
