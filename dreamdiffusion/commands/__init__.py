@@ -12,7 +12,7 @@ import importlib
 # ``dreamdiffusion data <name>`` subcommands, by module (each registers its own names).
 DATA_MODULES: list[str] = ["moabb", "imagenet_eeg"]
 # Top-level commands besides ``data``, by module: ``weights`` (and ``generate``: EEG files in, pictures out).
-TOP_MODULES: list[str] = ["weights"]
+TOP_MODULES: list[str] = ["weights", "generate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,12 +1,15 @@
 """Model weights on disk.
 
 * ``dreamdiffusion weights tiny --out DIR``: tiny random models for the demo and tests — ``DIR/sd`` (a
-  Stable Diffusion folder in diffusers layout) and ``DIR/clip`` (a CLIP image tower with its processor),
-  built from the same classes as the real models, seeded.
+  Stable Diffusion folder in diffusers layout), ``DIR/clip`` (a CLIP image tower with its processor) and
+  ``DIR/eval`` (stage-3 evaluation networks: classifier, Inception stand-in, LPIPS AlexNet; see
+  :mod:`dreamdiffusion.models.eval_models`), built from the same classes as the real models, seeded.
 * ``dreamdiffusion weights fetch --out DIR``: on a machine with internet (a cluster login node), download
   the real models into ``DIR`` so configs can point at local folders and compute nodes run offline:
   ``DIR/stable-diffusion-v1-5`` (unet, vae, scheduler only — no text encoder is needed) and
   ``DIR/clip-vit-large-patch14``.
+* ``dreamdiffusion weights fetch-eval --out DIR``: the stage-3 networks' published files (ViT-H/14 SWAG,
+  torch-fidelity's FID Inception-v3, AlexNet for LPIPS), hash-checked, for ``weights_path`` in the eval config.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from dreamdiffusion.atomic import atomic_dir
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, build_tiny_clip, build_tiny_sd
+from dreamdiffusion.models.eval_models import build_tiny_eval_networks
 
 # What stage 2 and 3 read from each hub repository; weights in safetensors only.
 FETCH = {
@@ -35,7 +39,9 @@ def tiny(args: argparse.Namespace) -> int:
         build_tiny_sd(tmp, seed=args.seed, image_size=args.image_size, cross_attention_dim=args.cross_attention_dim)
     with atomic_dir(out / "clip") as tmp:
         build_tiny_clip(tmp, seed=args.seed, image_size=args.clip_image_size, projection_dim=args.clip_dim)
-    print(f"tiny Stable Diffusion in {out / 'sd'}, tiny CLIP in {out / 'clip'}")
+    with atomic_dir(out / "eval") as tmp:
+        build_tiny_eval_networks(tmp, seed=args.seed)
+    print(f"tiny Stable Diffusion in {out / 'sd'}, tiny CLIP in {out / 'clip'}, tiny evaluation networks in {out / 'eval'}")
     return 0
 
 
@@ -63,11 +69,24 @@ def fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def fetch_eval(args: argparse.Namespace) -> int:
+    from dreamdiffusion.models.eval_models import fetch_eval_weights
+
+    try:
+        paths = fetch_eval_weights(args.out)
+    except Exception as e:  # noqa: BLE001 - network errors of many kinds; say what to do
+        print(f"could not fetch the evaluation weights ({type(e).__name__}: {e}); this needs internet", file=sys.stderr)
+        return 1
+    overrides = " ".join(f"--model.init_args.{key}.weights_path={path}" for key, path in paths.items())
+    print(f"done; evaluate offline with: dreamdiffusion test -c configs/eval.yaml {overrides}")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     weights = commands.add_parser("weights", help="model weights: tiny random ones for the demo")
     sub = weights.add_subparsers(dest="weights_command", required=True)
-    p = sub.add_parser("tiny", help="write tiny random SD and CLIP models (seeded) to --out")
-    p.add_argument("--out", required=True, help="folder that receives sd/ and clip/")
+    p = sub.add_parser("tiny", help="write tiny random SD, CLIP and evaluation networks (seeded) to --out")
+    p.add_argument("--out", required=True, help="folder that receives sd/, clip/ and eval/")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=64, help="SD image side in pixels (latents are 1/8)")
     p.add_argument("--cross-attention-dim", type=int, default=32)
@@ -77,3 +96,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     f = sub.add_parser("fetch", help="download SD-1.5 and CLIP ViT-L/14 to --out (needs internet)")
     f.add_argument("--out", default="weights", help="folder that receives one sub-folder per model")
     f.set_defaults(func=fetch)
+    e = sub.add_parser("fetch-eval", help="download the stage-3 networks (ViT-H/14 SWAG, FID Inception, AlexNet) to --out")
+    e.add_argument("--out", default="weights/eval", help="folder that receives the three weights files")
+    e.set_defaults(func=fetch_eval)

@@ -117,3 +117,14 @@ def test_pipeline_call_returns_pil_images_seeded_per_item(pipe):
     for k in range(2):
         assert np.abs(np.asarray(first[0][k], dtype=int) - np.asarray(images[0][k], dtype=int)).max() <= 1
     assert derive_seed(5, 0, 0) != derive_seed(5, 0, 1) != derive_seed(5, 1, 0)
+
+
+def test_bf16_autocast_can_be_forced_on_cpu(pipe):
+    from dreamdiffusion.generation import use_bf16
+
+    assert use_bf16(torch.device("cpu"), None) is False and use_bf16(torch.device("cpu"), True) is True
+    eeg = torch.randn(1, 128, 512)
+    fp32 = sample(pipe, eeg, [7], num_inference_steps=2)
+    bf16 = sample(pipe, eeg, [7], num_inference_steps=2, autocast=True)
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    assert 0 < (bf16 - fp32).abs().max() < 0.2  # the same image up to bf16 rounding

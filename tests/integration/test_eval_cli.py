@@ -1,0 +1,78 @@
+"""`dreamdiffusion test|predict -c configs/demo/eval.yaml` in-process on a tiny pipeline, synthetic data and
+tiny evaluation networks, all built in the test and read through the config's paths."""
+
+import json
+
+import pytest
+
+from dreamdiffusion.pipeline import build_tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from dreamdiffusion.commands import main as plain
+    from dreamdiffusion.data.synthetic import write_synthetic_imagenet_eeg
+
+    root = tmp_path_factory.mktemp("demo")
+    assert plain(["weights", "tiny", "--out", str(root / "weights")]) == 0
+    write_synthetic_imagenet_eeg(root / "data", classes=3, images_per_class=6, subjects=1, seed=0)
+    build_tiny_pipeline(root / "finetune" / "pipeline", seed=0)
+    return root
+
+
+@pytest.mark.slow
+def test_demo_eval_writes_metrics_and_samples(cli, repo, run_dir):
+    assert cli("test", "-c", str(repo / "configs/demo/eval.yaml"), f"--run_dir={run_dir}") == 0
+    out = run_dir / "eval"
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["pipeline"] == str((run_dir / "finetune" / "pipeline").resolve())
+    assert result["trials"] >= 2 and result["generated_images"] == 2 * result["trials"]
+    for key in ("fid", "inception_score", "psnr", "ssim", "lpips", "top1_mean", "top1_best", "retrieval_top1"):
+        assert isinstance(result["metrics"][key], float), key
+    assert result["settings"]["n_way"] == 50 and result["settings"]["classifier"]["architecture"] == "squeezenet1_1"
+    assert result["settings"]["inception"]["weights_path"] == str(run_dir / "weights/eval/inception.safetensors")
+    table = (out / "metrics.md").read_text()
+    assert "| **ours** |" in table and "| DreamDiffusion (paper) | 3.61 |" in table
+    samples = out / "samples"
+    assert len(list(samples.glob("trial*_gt.png"))) == result["trials"]
+    assert len(list(samples.glob("trial*_sample*.png"))) == result["generated_images"]
+    classes = {p.name.split("_")[1] for p in samples.glob("trial*_gt.png")}  # trial<index>_<wnid>_<n>_gt.png
+    assert len(list(samples.glob("grid_class*.png"))) == len(classes) >= 2
+
+
+@pytest.mark.slow
+def test_demo_predict_writes_images(cli, repo, run_dir):
+    assert cli("predict", "-c", str(repo / "configs/demo/eval.yaml"), f"--run_dir={run_dir}") == 0
+    images = list((run_dir / "eval" / "predictions").glob("trial*_sample*.png"))
+    assert images and len(images) % 2 == 0
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_figures_as_one(cli, repo, run_dir):
+    """DDP on CPU (a subprocess: DDP re-executes argv): every trial counted once, the same figures."""
+    import os
+    import subprocess
+    import sys
+
+    config = str(repo / "configs/demo/eval.yaml")
+    assert cli("test", "-c", config, f"--run_dir={run_dir}", f"--trainer.default_root_dir={run_dir / 'eval1'}",
+               "--data.init_args.batch_size=3") == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dreamdiffusion", "test", "-c", config, f"--run_dir={run_dir}",
+         f"--trainer.default_root_dir={run_dir / 'eval2'}", "--trainer.devices=2", "--trainer.strategy=ddp"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = json.loads((run_dir / "eval1" / "metrics.json").read_text())
+    two = json.loads((run_dir / "eval2" / "metrics.json").read_text())
+    assert two["settings"]["world_size"] == 2 and one["settings"]["world_size"] == 1
+    assert two["trials"] == one["trials"] and two["fid_images"] == one["fid_images"]
+    for key, value in one["metrics"].items():
+        if key.startswith("inception_score"):
+            assert two["metrics"][key] == pytest.approx(value, abs=1e-4), key  # features gathered in rank order
+        else:
+            assert two["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert sorted(p.name for p in (run_dir / "eval2" / "samples").iterdir()) == sorted(
+        p.name for p in (run_dir / "eval1" / "samples").iterdir()
+    )
