@@ -83,11 +83,12 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     out = write_synthetic_imagenet_eeg(
-        args.out, classes=args.classes, images_per_class=args.images_per_class, subjects=args.subjects, seed=args.seed
+        args.out, classes=args.classes, images_per_class=args.images_per_class, subjects=args.subjects, seed=args.seed,
+        signal_to_noise=args.snr,
     )
     print(
         f"synthetic ImageNet-EEG ({args.classes} classes x {args.images_per_class} images x {args.subjects} subjects, "
-        f"seed {args.seed}) in {out}; image_root is {out / 'images'}"
+        f"signal-to-noise {args.snr}, seed {args.seed}) in {out}; image_root is {out / 'images'}"
     )
     return 0
 
@@ -115,4 +116,9 @@ def register(data_commands: argparse._SubParsersAction) -> None:
     s.add_argument("--images-per-class", type=int, default=SyntheticConfig.images_per_class)
     s.add_argument("--subjects", type=int, default=SyntheticConfig.subjects)
     s.add_argument("--seed", type=int, default=SyntheticConfig.seed)
+    s.add_argument(
+        "--snr", type=float, default=SyntheticConfig.signal_to_noise,
+        help="peak amplitude of a class's evoked components relative to the background noise SD (before "
+        "standardisation); higher makes the class easier to read from the EEG",
+    )
     s.set_defaults(func=run_synth)

@@ -275,6 +275,8 @@ def _check_config(cfg: SyntheticConfig) -> None:
         raise ValueError(f"classes={cfg.classes}: a classification dataset needs at least 2 classes")
     if cfg.subjects < 1:
         raise ValueError(f"subjects={cfg.subjects}: need at least 1 subject")
+    if not cfg.signal_to_noise >= 0:
+        raise ValueError(f"signal_to_noise={cfg.signal_to_noise}: must be >= 0 (0 gives EEG without any class signal)")
     n_held = max(1, round(cfg.test_fraction * cfg.images_per_class)) + max(1, round(cfg.val_fraction * cfg.images_per_class))
     if cfg.images_per_class < n_held + 1:
         raise ValueError(
