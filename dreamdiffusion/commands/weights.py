@@ -1,7 +1,8 @@
 """Model weights on disk.
 
 * ``dreamdiffusion weights tiny --out DIR``: tiny random models for the demo and tests — ``DIR/sd`` (a
-  Stable Diffusion folder in diffusers layout), ``DIR/clip`` (a CLIP image tower with its processor) and
+  Stable Diffusion folder in diffusers layout), ``DIR/clip`` (a CLIP image tower with its processor; with
+  ``--clip-warmup-classes K`` warmed up on synthetic pictures, see :mod:`dreamdiffusion.models.tiny_clip_warmup`) and
   ``DIR/eval`` (stage-3 evaluation networks: classifier, Inception stand-in, LPIPS AlexNet; see
   :mod:`dreamdiffusion.models.eval_models`), built from the same classes as the real models, seeded.
 * ``dreamdiffusion weights fetch --out DIR``: on a machine with internet (a cluster login node), download
@@ -21,6 +22,7 @@ from pathlib import Path
 from dreamdiffusion.atomic import atomic_dir
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, build_tiny_clip, build_tiny_sd
 from dreamdiffusion.models.eval_models import build_tiny_eval_networks
+from dreamdiffusion.models.tiny_clip_warmup import ClipWarmup
 
 # What stage 2 and 3 read from each hub repository; weights in safetensors only.
 FETCH = {
@@ -38,7 +40,8 @@ def tiny(args: argparse.Namespace) -> int:
     with atomic_dir(out / "sd") as tmp:
         build_tiny_sd(tmp, seed=args.seed, image_size=args.image_size, cross_attention_dim=args.cross_attention_dim)
     with atomic_dir(out / "clip") as tmp:
-        build_tiny_clip(tmp, seed=args.seed, image_size=args.clip_image_size, projection_dim=args.clip_dim)
+        warmup = ClipWarmup(classes=args.clip_warmup_classes, seed=args.seed) if args.clip_warmup_classes else None
+        build_tiny_clip(tmp, seed=args.seed, image_size=args.clip_image_size, projection_dim=args.clip_dim, warmup=warmup)
     with atomic_dir(out / "eval") as tmp:
         build_tiny_eval_networks(tmp, seed=args.seed)
     print(f"tiny Stable Diffusion in {out / 'sd'}, tiny CLIP in {out / 'clip'}, tiny evaluation networks in {out / 'eval'}")
@@ -92,6 +95,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--cross-attention-dim", type=int, default=32)
     p.add_argument("--clip-image-size", type=int, default=32)
     p.add_argument("--clip-dim", type=int, default=32, help="CLIP projection (image embedding) size")
+    p.add_argument(
+        "--clip-warmup-classes", type=int, default=0, metavar="K",
+        help="K > 0: warm the tiny CLIP up contrastively on its own synthetic pictures of K classes (the demo's "
+        "class count) so its embeddings separate them; 0: leave it random",
+    )
     p.set_defaults(func=tiny)
     f = sub.add_parser("fetch", help="download SD-1.5 and CLIP ViT-L/14 to --out (needs internet)")
     f.add_argument("--out", default="weights", help="folder that receives one sub-folder per model")

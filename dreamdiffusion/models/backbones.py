@@ -158,8 +158,18 @@ def build_tiny_sd(folder: str | os.PathLike, seed: int = 0, image_size: int = 64
     return folder
 
 
-def build_tiny_clip(folder: str | os.PathLike, seed: int = 0, image_size: int = 32, projection_dim: int = 32) -> Path:
-    """Write a tiny random ``CLIPVisionModelWithProjection`` and its image processor to ``folder``."""
+def build_tiny_clip(
+    folder: str | os.PathLike,
+    seed: int = 0,
+    image_size: int = 32,
+    projection_dim: int = 32,
+    warmup: "ClipWarmup | None" = None,  # noqa: F821
+) -> Path:
+    """Write a tiny random ``CLIPVisionModelWithProjection`` and its image processor to ``folder``.
+
+    ``warmup`` (a :class:`~dreamdiffusion.models.tiny_clip_warmup.ClipWarmup`): train it first with the
+    contrastive warm-up on synthetic pictures of its own, so its embeddings separate the synthetic classes.
+    """
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     folder = Path(folder)
@@ -168,8 +178,12 @@ def build_tiny_clip(folder: str | os.PathLike, seed: int = 0, image_size: int = 
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         image_size=image_size, patch_size=8, projection_dim=projection_dim,
     )
-    CLIPVisionModelWithProjection(config).save_pretrained(folder)
-    CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
-    ).save_pretrained(folder)
+    model = CLIPVisionModelWithProjection(config)
+    processor = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    if warmup is not None:
+        from dreamdiffusion.models.tiny_clip_warmup import warm_up_tiny_clip
+
+        warm_up_tiny_clip(model, processor, warmup)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
     return folder

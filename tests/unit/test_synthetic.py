@@ -177,3 +177,20 @@ def test_channel_means_alone_do_not_reveal_the_class(demo):
     means = lambda x: x.reshape(len(x), 128, 512).mean(-1)  # noqa: E731
     accuracy = _linear_probe_accuracy(means(x_train), y_train, means(x_test), y_test, weight_decay=1e-3)
     assert accuracy < 2 * (1 / SyntheticConfig.classes)
+
+
+def test_snr_option_reaches_the_generator_and_zero_removes_the_class_signal(cli, tmp_path):
+    import json
+
+    assert cli("data", "synth-imagenet-eeg", "--out", str(tmp_path / "d"), "--classes", "2", "--images-per-class", "3",
+               "--subjects", "1", "--snr", "0") == 0
+    assert json.loads((tmp_path / "d" / "synthetic.json").read_text())["signal_to_noise"] == 0.0
+    loud = _read(write_synthetic_imagenet_eeg(tmp_path / "loud", classes=2, images_per_class=3, subjects=1, signal_to_noise=3.0))[0]
+    quiet = _read(tmp_path / "d")[0]
+    # same seed, same noise: only the evoked signal differs, and at snr 0 there is none
+    assert not torch.equal(loud["dataset"][0]["eeg"], quiet["dataset"][0]["eeg"])
+
+
+def test_negative_snr_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="signal_to_noise=-1.0: must be >= 0"):
+        write_synthetic_imagenet_eeg(tmp_path / "d", classes=2, images_per_class=3, subjects=1, signal_to_noise=-1.0)
