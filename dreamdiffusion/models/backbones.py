@@ -37,13 +37,21 @@ class SDComponents:
 
     @property
     def vae_scale_factor(self) -> int:
-        """Pixels per latent cell along one side (8 for SD-1.5)."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return vae_scale_factor(self.vae)
 
     @property
     def image_size(self) -> int:
-        """Native image side in pixels: latent ``sample_size`` × :attr:`vae_scale_factor`."""
-        return int(self.unet.config.sample_size) * self.vae_scale_factor
+        return native_image_size(self.unet, self.vae)
+
+
+def vae_scale_factor(vae) -> int:
+    """Pixels per latent cell along one side (8 for SD-1.5)."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def native_image_size(unet, vae) -> int:
+    """Native image side in pixels: the UNet's latent ``sample_size`` × :func:`vae_scale_factor`."""
+    return int(unet.config.sample_size) * vae_scale_factor(vae)
 
 
 def _check_local(source: str, parts: list[str], what: str) -> None:
