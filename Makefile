@@ -8,7 +8,7 @@ export MNE_DATA ?= $(CURDIR)/data/mne
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast demo demo-eval data-moabb clean
+.PHONY: help install test test-fast demo demo-eval data-moabb data-check weights reproduce table2 clean
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,52 @@ demo-eval: install  ## Stage 3 on the demo run: score $(RUN_DIR)/finetune/pipeli
 data-moabb: install  ## Download the pinned MOABB list into MNE_DATA (internet; ACCEPT=1 accepts dataset licences)
 	mkdir -p $(MNE_DATA)
 	$(BIN)/dreamdiffusion data moabb-download --datasets configs/data/moabb_paper.yaml $(if $(ACCEPT),--accept-licences)
+
+# ---- the paper, on a cluster (README: "Reproducing the paper") ----------------------------------
+RUN ?= runs/paper
+IMAGENET_EEG ?= data/imagenet_eeg
+# WEIGHTS=weights reads the models that `make weights` downloaded, offline; empty: hub ids (internet).
+WEIGHTS ?=
+# TRAINER="--trainer configs/trainer/ddp.yaml" (or the slurm preset inside an allocation).
+TRAINER ?=
+SD_LOCAL = $(if $(WEIGHTS),--model.init_args.sd_model=$(WEIGHTS)/stable-diffusion-v1-5 \
+	--model.init_args.clip_model=$(WEIGHTS)/clip-vit-large-patch14 --model.init_args.local_files_only=true \
+	--data.init_args.sd_model=$(WEIGHTS)/stable-diffusion-v1-5 --data.init_args.clip_model=$(WEIGHTS)/clip-vit-large-patch14 \
+	--data.init_args.local_files_only=true)
+EVAL_LOCAL = $(if $(WEIGHTS),--model.init_args.clip_model=$(WEIGHTS)/clip-vit-large-patch14 --model.init_args.local_files_only=true \
+	--data.init_args.clip_model=$(WEIGHTS)/clip-vit-large-patch14 --data.init_args.local_files_only=true \
+	--model.init_args.classifier.weights_path=$(WEIGHTS)/eval/vit_h_14_swag-80465313.pth \
+	--model.init_args.inception.weights_path=$(WEIGHTS)/eval/weights-inception-2015-12-05-6726825d.pth \
+	--model.init_args.lpips.weights_path=$(WEIGHTS)/eval/alexnet-owt-7be5be79.pth)
+TABLE2_PRETRAIN := mask0.25 mask0.5 mask0.85 458M 162M 74M 18.3M
+TABLE2_ROWS := no_pretrain_no_clip no_pretrain_no_clip_18.3M no_pretrain no_pretrain_18.3M mask0.25 mask0.5 mask0.85 \
+	458M 162M 74M 18.3M e_only no_clip a_only
+
+weights: install  ## Download SD-1.5, CLIP ViT-L/14 and the evaluation networks into weights/ (needs internet)
+	$(BIN)/dreamdiffusion weights fetch --out weights
+	$(BIN)/dreamdiffusion weights fetch-eval --out weights/eval
+
+data-check: install  ## Check the ImageNet-EEG files and images of a paper run (IMAGENET_EEG=data/imagenet_eeg)
+	$(BIN)/dreamdiffusion data check-imagenet-eeg --eeg $(IMAGENET_EEG)/eeg_5_95_std.pth \
+		--splits $(IMAGENET_EEG)/block_splits_by_image_single.pth --images $(IMAGENET_EEG)/images --subject 4
+
+reproduce: install  ## The paper's three stages in RUN=runs/paper (WEIGHTS=weights: local models; TRAINER=...)
+	$(BIN)/dreamdiffusion fit -c configs/pretrain.yaml --run_dir=$(RUN) $(TRAINER)
+	$(BIN)/dreamdiffusion fit -c configs/finetune.yaml --run_dir=$(RUN) $(TRAINER) $(SD_LOCAL)
+	$(BIN)/dreamdiffusion test -c configs/eval.yaml --run_dir=$(RUN) $(TRAINER) $(EVAL_LOCAL)
+	@cat $(RUN)/eval/metrics.md
+
+table2: reproduce  ## Every Table 2 row (stage-1 variants, stage-2 ablations, stage 3 each), then one table
+	for v in $(TABLE2_PRETRAIN); do \
+		$(BIN)/dreamdiffusion fit -c configs/pretrain.yaml -c configs/ablations/pretrain_$$v.yaml --run_dir=$(RUN) $(TRAINER) || exit 1; \
+	done
+	for r in $(TABLE2_ROWS); do \
+		$(BIN)/dreamdiffusion fit -c configs/finetune.yaml -c configs/ablations/finetune_$$r.yaml --run_dir=$(RUN) $(TRAINER) $(SD_LOCAL) || exit 1; \
+		$(BIN)/dreamdiffusion test -c configs/eval.yaml --run_dir=$(RUN) $(TRAINER) $(EVAL_LOCAL) \
+			--model.init_args.pipeline=$(RUN)/finetune_$$r/pipeline --trainer.default_root_dir=$(RUN)/eval_$$r || exit 1; \
+	done
+	$(BIN)/python scripts/collect_metrics.py --paper-table2 full=$(RUN)/eval $(foreach r,$(TABLE2_ROWS),$(r)=$(RUN)/eval_$(r)) \
+		| tee $(RUN)/table2.md
 
 clean:  ## Remove runs/ (the venv stays)
 	rm -rf runs

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from dreamdiffusion import __version__
 from dreamdiffusion.atomic import atomic_dir
+from dreamdiffusion.models.backbones import native_image_size, vae_scale_factor
 from dreamdiffusion.models.condition import Condition, EEGConditionModel
 
 PARTS = {
@@ -42,12 +43,12 @@ class DreamDiffusionPipeline:
 
     @property
     def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return vae_scale_factor(self.vae)
 
     @property
     def image_size(self) -> int:
         """Native image side in pixels."""
-        return int(self.unet.config.sample_size) * self.vae_scale_factor
+        return native_image_size(self.unet, self.vae)
 
     @property
     def device(self) -> torch.device:

@@ -37,15 +37,10 @@ def _weights_digest(folder: Path) -> dict[str, str]:
 
 
 def vae_fingerprint(source: str) -> str:
-    """A string that changes when the VAE changes: ``vae/config.json`` + weight sizes, or the hub id."""
-    root = Path(source) / "vae"
-    if not root.is_dir():
-        return source
-    parts = [json.dumps(json.loads((root / "config.json").read_text()), sort_keys=True)]
-    for f in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
-        stat = f.stat()
-        parts.append(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return "|".join(parts)
+    """A string that changes when the VAE of a Stable Diffusion folder (or hub id) changes."""
+    from dreamdiffusion.models.backbones import model_fingerprint
+
+    return model_fingerprint(source, "vae")
 
 
 def clip_model_key(clip_model: str) -> dict:

@@ -37,13 +37,21 @@ class SDComponents:
 
     @property
     def vae_scale_factor(self) -> int:
-        """Pixels per latent cell along one side (8 for SD-1.5)."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return vae_scale_factor(self.vae)
 
     @property
     def image_size(self) -> int:
-        """Native image side in pixels: latent ``sample_size`` × :attr:`vae_scale_factor`."""
-        return int(self.unet.config.sample_size) * self.vae_scale_factor
+        return native_image_size(self.unet, self.vae)
+
+
+def vae_scale_factor(vae) -> int:
+    """Pixels per latent cell along one side (8 for SD-1.5)."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def native_image_size(unet, vae) -> int:
+    """Native image side in pixels: the UNet's latent ``sample_size`` × :func:`vae_scale_factor`."""
+    return int(unet.config.sample_size) * vae_scale_factor(vae)
 
 
 def _check_local(source: str, parts: list[str], what: str) -> None:
@@ -104,16 +112,22 @@ def clip_projection_dim(source: str = CLIP_VIT_L14, local_files_only: bool = Fal
     return int(CLIPVisionConfig.from_pretrained(source, local_files_only=local_files_only).projection_dim)
 
 
-def clip_fingerprint(source: str) -> str:
-    """A string that changes when the CLIP weights change: the folder's config + weights sizes, or the hub id."""
-    root = Path(source)
+def model_fingerprint(source: str, subfolder: str = "") -> str:
+    """A string that changes when a model's weights change: its folder's ``config.json`` plus the name,
+    size and modification time (ns) of each weights file; a hub id stands for itself."""
+    root = Path(source) / subfolder
     if not root.is_dir():
-        return source
+        return source if not subfolder else f"{source}/{subfolder}"
     parts = [json.dumps(json.loads((root / "config.json").read_text()), sort_keys=True)]
     for f in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
         stat = f.stat()
-        parts.append(f"{f.name}:{stat.st_size}:{int(stat.st_mtime)}")
+        parts.append(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}")
     return "|".join(parts)
+
+
+def clip_fingerprint(source: str) -> str:
+    """:func:`model_fingerprint` of a CLIP folder or hub id."""
+    return model_fingerprint(source)
 
 
 def build_tiny_sd(folder: str | os.PathLike, seed: int = 0, image_size: int = 64, cross_attention_dim: int = 32) -> Path:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from dreamdiffusion.atomic import atomic_path, sha256, write_text
 from dreamdiffusion.models.encoder_file import load_encoder
 from dreamdiffusion.models.mae import EEGEncoder, MAEConfig
+from dreamdiffusion.models.strict_load import load_strict
 
 WEIGHTS = "condition.safetensors"
 CONFIG = "condition.json"
@@ -143,14 +144,5 @@ class EEGConditionModel(nn.Module):
         if sha256(weights) != meta.get("sha256"):
             raise ValueError(f"{weights} does not match the checksum in {config_path}; re-export the pipeline")
         model = cls(config)
-        state = load_file(str(weights))
-        expected = model.state_dict()
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-        if missing or unexpected or wrong:
-            raise ValueError(
-                f"{weights} does not fit {config_path}: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                f"wrong shape {wrong[:5]}"
-            )
-        model.load_state_dict(state, strict=True)
+        load_strict(model, load_file(str(weights)), str(weights), f"it was not written with {config_path}; re-export the pipeline")
         return model

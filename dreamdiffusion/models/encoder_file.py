@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from dreamdiffusion.atomic import atomic_path, sha256, write_text
 from dreamdiffusion.models.mae import EEGEncoder, MAEConfig
+from dreamdiffusion.models.strict_load import load_strict
 
 WEIGHTS = "encoder.safetensors"
 CONFIG = "encoder.json"
@@ -82,15 +83,5 @@ def load_encoder(folder: str | os.PathLike, expected: MAEConfig | None = None) -
             "different exports or the weights are damaged; re-run the stage-1 export"
         )
     encoder = EEGEncoder(config)
-    state = load_file(str(weights))
-    expected_state = encoder.state_dict()
-    missing = sorted(set(expected_state) - set(state))
-    unexpected = sorted(set(state) - set(expected_state))
-    wrong = sorted(k for k in set(state) & set(expected_state) if state[k].shape != expected_state[k].shape)
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{weights} does not fit the encoder described in {CONFIG}: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
-        )
-    encoder.load_state_dict(state, strict=True)
+    load_strict(encoder, load_file(str(weights)), str(weights), f"it does not fit the encoder described in {CONFIG}")
     return encoder

@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from dreamdiffusion.models import strict_load
+
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -75,17 +77,8 @@ def download_state_dict(url: str, what: str) -> dict[str, Tensor]:
 
 
 def load_strict(module: nn.Module, state: dict[str, Tensor], source: str) -> nn.Module:
-    """``load_state_dict(strict=True)`` with an error that names the weights' source."""
-    expected = module.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{source} does not fit {type(module).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-            f"wrong shape {wrong[:5]}; check the architecture and builder_kwargs in the eval config"
-        )
-    module.load_state_dict(state, strict=True)
-    return module
+    """Strict load; the error points at the architecture and builder_kwargs of the eval config."""
+    return strict_load.load_strict(module, state, source, "check the architecture and builder_kwargs in the eval config")
 
 
 # ----------------------------------------------------------------------------------------------- classifier

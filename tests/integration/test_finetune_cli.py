@@ -107,8 +107,9 @@ def test_paper_config_prints_the_paper_values(cli, capsys):
     assert exit_info.value.code == 0
     config = yaml.safe_load(capsys.readouterr().out)
     model, data, trainer = config["model"]["init_args"], config["data"]["init_args"], config["trainer"]
-    assert model["sd_model"] == "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    assert model["clip_model"] == "openai/clip-vit-large-patch14"
+    from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15
+
+    assert model["sd_model"] == SD15 and model["clip_model"] == CLIP_VIT_L14  # names only: nothing is fetched
     assert model["lr"] == 5.3e-5 and model["clip_loss_weight"] == 1.0 and model["sd_loss_weight"] == 1.0
     assert model["train_encoder"] and model["train_cross_attention"] and model["encoder_preset"] == "297M"
     assert model["encoder_dir"] == "runs/paper/pretrain"

@@ -51,5 +51,7 @@ def test_weights_fetch_reports_every_failed_model_and_exits_non_zero(cli, tmp_pa
     """Offline here: the hub client refuses at once; the command names each model and how to fix it."""
     assert cli("weights", "fetch", "--out", str(tmp_path)) == 1
     err = capsys.readouterr().err
-    assert "stable-diffusion-v1-5/stable-diffusion-v1-5:" in err and "openai/clip-vit-large-patch14:" in err
+    from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15
+
+    assert f"{SD15}:" in err and f"{CLIP_VIT_L14}:" in err
     assert "HF_HUB_OFFLINE" in err

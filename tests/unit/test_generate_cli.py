@@ -132,5 +132,7 @@ def test_fetch_eval_downloads_each_file_once_and_prints_the_overrides(cli, capsy
     assert cli("weights", "fetch-eval", "--out", str(tmp_path)) == 0
     out = capsys.readouterr().out
     assert f"--model.init_args.lpips.weights_path={tmp_path / 'alexnet-owt-7be5be79.pth'}" in out
-    assert ("https://download.pytorch.org/models/vit_h_14_swag-80465313.pth", "80465313") in calls and len(calls) == 3
+    from dreamdiffusion.models.eval_models import EVAL_WEIGHTS
+
+    assert (EVAL_WEIGHTS["classifier"], "80465313") in calls and len(calls) == 3
     assert cli("weights", "fetch-eval", "--out", str(tmp_path)) == 0 and len(calls) == 3  # present: not fetched again
