@@ -12,6 +12,7 @@ Images passed to :meth:`ImageMetrics.update` are float ``[N, 3, H, W]`` in ``[0,
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -254,4 +255,52 @@ class ImageMetrics(nn.Module):
 
     def reset(self) -> None:
         for metric in (self.fid, self.inception_score, self.psnr, self.ssim, self.lpips):
+            metric.reset()
+
+
+# ------------------------------------------------------------------------------------- EEG -> CLIP retrieval
+def image_ids(names: list[str], device: torch.device | str | None = None) -> Tensor:
+    """A stable id per image name (CRC-32, float64 so it survives the float states of a metric), so image
+    identity can cross processes as a tensor."""
+    return torch.tensor([float(zlib.crc32(n.encode())) for n in names], dtype=torch.float64, device=device)
+
+
+def retrieval_top1(predicted: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:
+    """EEG→CLIP retrieval: share of queries whose most cosine-similar gallery embedding is of their own image.
+
+    ``predicted [N, d]`` = h(y) per trial; ``gallery [M, d]`` = CLIP image embeddings (an image may appear
+    several times: its copies are identical, so ranking is unchanged).
+    """
+    sim = nn.functional.normalize(predicted.float(), dim=-1) @ nn.functional.normalize(gallery.float(), dim=-1).T
+    return (gallery_ids[sim.argmax(dim=1)] == query_ids).float().mean()
+
+
+class RetrievalTop1(nn.Module):
+    """EEG→CLIP retrieval top-1 over a whole split: the CLIP head's prediction h(y) of each trial against
+    the CLIP image embeddings of all trials; a hit when the nearest (cosine) embedding is of the trial's
+    own image. Embeddings are gathered from every process (``cat`` states) before ranking."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchmetrics import CatMetric
+
+        self.predicted = CatMetric()
+        self.target = CatMetric()
+        self.image = CatMetric().set_dtype(torch.float64)  # CRC-32 ids need more than float32's 24 bits
+
+    def update(self, predicted: Tensor, target: Tensor, image_ids: Tensor) -> None:
+        # flattened: a process that saw no trial contributes an empty 1-D state that still gathers
+        self.predicted.update(nn.functional.normalize(predicted.float(), dim=-1).flatten())
+        self.target.update(nn.functional.normalize(target.float(), dim=-1).flatten())
+        self.image.update(image_ids.double())
+
+    def compute(self) -> tuple[float, int]:
+        """(top-1 accuracy, number of distinct candidate images)."""
+        image = self.image.compute()
+        predicted = self.predicted.compute().view(image.numel(), -1)
+        target = self.target.compute().view(image.numel(), -1)
+        return float(retrieval_top1(predicted, target, image, image)), int(image.unique().numel())
+
+    def reset(self) -> None:
+        for metric in (self.predicted, self.target, self.image):
             metric.reset()

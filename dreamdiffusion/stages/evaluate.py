@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import zlib
 from pathlib import Path
 
 import lightning as L
@@ -32,7 +31,7 @@ from torchmetrics import CatMetric, SumMetric
 
 from dreamdiffusion.atomic import atomic_path, write_text
 from dreamdiffusion.generation import derive_seed, generate_images, unet_calls
-from dreamdiffusion.metrics import ImageMetrics, MeanMetric, MetricSettings, NWayTopKAccuracy
+from dreamdiffusion.metrics import ImageMetrics, MeanMetric, MetricSettings, NWayTopKAccuracy, RetrievalTop1, image_ids
 from dreamdiffusion.models.eval_models import (
     ClassifierConfig,
     InceptionConfig,
@@ -49,45 +48,8 @@ PAPER = {
 }
 
 
-def image_key(name: str) -> int:
-    """A stable integer id of an image name (CRC-32), to compare images across processes as tensors."""
-    return zlib.crc32(name.encode())
-
-
 def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
-
-
-class RetrievalTop1(nn.Module):
-    """EEG→CLIP retrieval top-1 over a whole split: the CLIP head's prediction h(y) of each trial against
-    the CLIP image embeddings of all trials; a hit when the nearest (cosine) embedding is of the trial's
-    own image. Embeddings are gathered from every process (``cat`` states) before ranking."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        from torchmetrics import CatMetric
-
-        self.predicted = CatMetric()
-        self.target = CatMetric()
-        self.image = CatMetric().set_dtype(torch.float64)  # CRC-32 ids need more than float32's 24 bits
-
-    def update(self, predicted: Tensor, target: Tensor, image_ids: Tensor) -> None:
-        # flattened: a process that saw no trial contributes an empty 1-D state that still gathers
-        self.predicted.update(nn.functional.normalize(predicted.float(), dim=-1).flatten())
-        self.target.update(nn.functional.normalize(target.float(), dim=-1).flatten())
-        self.image.update(image_ids.double())
-
-    def compute(self) -> tuple[float, int]:
-        """(top-1 accuracy, number of distinct candidate images)."""
-        image = self.image.compute()
-        predicted = self.predicted.compute().view(image.numel(), -1)
-        target = self.target.compute().view(image.numel(), -1)
-        nearest = (predicted @ target.T).argmax(dim=1)
-        return float((image[nearest] == image).double().mean()), int(image.unique().numel())
-
-    def reset(self) -> None:
-        for metric in (self.predicted, self.target, self.image):
-            metric.reset()
 
 
 class EvalModule(L.LightningModule):
@@ -292,7 +254,7 @@ class EvalModule(L.LightningModule):
         target = self.clip_targets(batch, rows)
         if target is not None:
             predicted = self.condition_model.clip_embedding(condition.tokens)
-            self.retrieval.update(predicted, target, torch.tensor([float(image_key(n)) for n in names], device=self.device))
+            self.retrieval.update(predicted, target, image_ids(names, self.device))
             self.retrieval_trials.update(torch.tensor(float(b)))
 
         folder = self.stage_dir / "samples"

@@ -29,7 +29,6 @@ saying which.
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 
 import lightning as L
@@ -41,6 +40,7 @@ from torch import Tensor, nn
 from dreamdiffusion.atomic import write_text
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, clip_projection_dim, load_clip, load_sd
 from dreamdiffusion.models.condition import Condition, EEGConditionModel
+from dreamdiffusion.metrics import RetrievalTop1, image_ids
 from dreamdiffusion.models.mae import preset as encoder_preset_config
 
 FROZEN_TOWERS = ("vae.", "clip.")
@@ -77,21 +77,6 @@ def cross_attention_parameter_names(unet: nn.Module) -> list[str]:
 def clip_loss(predicted: Tensor, target: Tensor) -> Tensor:
     """Eq. 3: mean over the batch of ``1 − cos(predicted, target)``; both ``[B, clip_dim]``."""
     return (1.0 - F.cosine_similarity(predicted.float(), target.float(), dim=-1)).mean()
-
-
-def image_ids(names: list[str], device: torch.device) -> Tensor:
-    """A stable int64 id per image name (CRC-32), so image identity can cross ranks as a tensor."""
-    return torch.tensor([zlib.crc32(n.encode()) for n in names], dtype=torch.long, device=device)
-
-
-def retrieval_top1(predicted: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:
-    """EEG→CLIP retrieval: share of queries whose most cosine-similar gallery image is their own image.
-
-    ``predicted [N, d]`` = h(y) per trial; ``gallery [M, d]`` = CLIP embeddings of the val images (a
-    repeated image may appear several times; that changes nothing since its copies are identical).
-    """
-    sim = F.normalize(predicted.float(), dim=-1) @ F.normalize(gallery.float(), dim=-1).T
-    return (gallery_ids[sim.argmax(dim=1)] == query_ids).float().mean()
 
 
 class EEGSDFinetuneModule(L.LightningModule):
@@ -195,7 +180,7 @@ class EEGSDFinetuneModule(L.LightningModule):
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             self.condition_model.encoder.gradient_checkpointing = True
-        self._val_outputs: dict[str, list[Tensor]] = {}
+        self.val_retrieval = RetrievalTop1()
         self._val_grid_batch: dict | None = None
 
     # ----------------------------------------------------------------------------------------- set-up
@@ -359,20 +344,16 @@ class EEGSDFinetuneModule(L.LightningModule):
         b = batch["eeg"].shape[0]
         for key in ("loss", "loss_sd", "loss_clip"):
             self.log(f"val/{key}", out[key], prog_bar=key == "loss", sync_dist=True, batch_size=b)
-        ids = image_ids(list(batch["image_name"]), out["predicted"].device)
-        for key, value in (("predicted", out["predicted"].float()), ("target", out["target"].float()), ("ids", ids)):
-            self._val_outputs.setdefault(key, []).append(value.detach())
+        self.val_retrieval.update(out["predicted"].detach(), out["target"].detach(), image_ids(list(batch["image_name"]), self.device))
         if batch_idx == 0:
             n = self.hparams.val_num_samples
             self._val_grid_batch = {"eeg": batch["eeg"][:n].detach(), "image": batch["image"][:n].detach()}
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_outputs:
-            gathered = {k: self.all_gather(torch.cat(v)) for k, v in self._val_outputs.items()}
-            flat = {k: v.reshape(-1, *v.shape[2:]) if self.trainer.world_size > 1 else v for k, v in gathered.items()}
-            top1 = retrieval_top1(flat["predicted"], flat["target"], flat["ids"], flat["ids"])
+        if self.val_retrieval.image.update_count:
+            top1, _ = self.val_retrieval.compute()  # gathered from every process
             self.log("val/retrieval_top1", top1, prog_bar=True)
-        self._val_outputs = {}
+        self.val_retrieval.reset()
         every = self.hparams.val_sample_every_n_epochs
         grid_due = every > 0 and (self.current_epoch + 1) % every == 0 and not self.trainer.sanity_checking
         if grid_due and self._val_grid_batch is not None and self.trainer.is_global_zero:
