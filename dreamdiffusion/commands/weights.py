@@ -85,6 +85,14 @@ def fetch_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warmup_classes(text: str) -> int:
+    """0 (no warm-up) or a class count of at least 2 (a contrastive loss needs two classes)."""
+    value = int(text)
+    if value == 1 or value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: use 0 (no warm-up) or at least 2 classes")
+    return value
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     weights = commands.add_parser("weights", help="model weights: tiny random ones for the demo")
     sub = weights.add_subparsers(dest="weights_command", required=True)
@@ -96,7 +104,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-image-size", type=int, default=32)
     p.add_argument("--clip-dim", type=int, default=32, help="CLIP projection (image embedding) size")
     p.add_argument(
-        "--clip-warmup-classes", type=int, default=0, metavar="K",
+        "--clip-warmup-classes", type=_warmup_classes, default=0, metavar="K",
         help="K > 0: warm the tiny CLIP up contrastively on its own synthetic pictures of K classes (the demo's "
         "class count) so its embeddings separate them; 0: leave it random",
     )
