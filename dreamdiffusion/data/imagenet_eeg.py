@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from dreamdiffusion.data import embedding_cache as caches
 from dreamdiffusion.data.images import find_images, missing_images_error, random_crop, read_image, to_tensor
 from dreamdiffusion.data.plain_load import load_plain
-from dreamdiffusion.data.resumable import train_loader
+from dreamdiffusion.data.loaders import eval_loader, train_loader
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15
 from dreamdiffusion.signal import N_CHANS, resample_window
 
@@ -481,19 +481,11 @@ class ImageNetEEGDataModule(L.LightningDataModule):
 
     def _loader(self, name: str) -> DataLoader:
         """An un-shuffled loader (val, test, predict)."""
-        return DataLoader(
-            self.datasets[name],
-            batch_size=self.hparams.batch_size,
-            shuffle=False,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
+        return eval_loader(self.datasets[name], self.hparams.batch_size, self.hparams.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         # Shuffled from (seed, epoch) and resumable mid-epoch, like every training loader of the project.
-        data = self.datasets["train"]
-        drop_last = len(data) > self.hparams.batch_size
-        return train_loader(data, self.hparams.batch_size, self.hparams.seed, self.hparams.num_workers, drop_last)
+        return train_loader(self.datasets["train"], self.hparams.batch_size, self.hparams.seed, self.hparams.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dreamdiffusion.data.cache import CacheError, ShardCache, check_writable, open_shard, source_dir, stable_hash
 from dreamdiffusion.data.moabb_catalog import load_pinned
-from dreamdiffusion.data.resumable import train_loader
+from dreamdiffusion.data.loaders import eval_loader, train_loader
 from dreamdiffusion.signal import N_CHANS, Preprocessing, Windows, harmonise_channels, montage_index, preprocess_raw, replication_index
 
 log = logging.getLogger(__name__)
@@ -427,21 +427,9 @@ class MOABBDataModule(L.LightningDataModule):
                 raise ValueError(f"the {split} split holds no windows; add subjects or check the recordings' length")
             setattr(self, f"{split}_set", data)
 
-    def _loader(self, data: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            data,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            drop_last=shuffle and len(data) > self.hparams.batch_size,
-            persistent_workers=self.hparams.num_workers > 0,
-            collate_fn=collate_windows,
-        )
-
     def train_dataloader(self) -> DataLoader:
-        drop_last = len(self.train_set) > self.hparams.batch_size
-        return train_loader(self.train_set, self.hparams.batch_size, self.hparams.seed, self.hparams.num_workers, drop_last,
+        return train_loader(self.train_set, self.hparams.batch_size, self.hparams.seed, self.hparams.num_workers,
                             collate_fn=collate_windows)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return eval_loader(self.val_set, self.hparams.batch_size, self.hparams.num_workers, collate_fn=collate_windows)

@@ -1,4 +1,5 @@
-"""A training DataLoader that Lightning can resume in the middle of an epoch.
+"""The project's DataLoaders: a training loader Lightning can resume in the middle of an epoch, and the
+plain un-shuffled loader of validation, test and predict. Every data module builds its loaders here.
 
 Lightning saves ``state_dict()`` of any loader that has one with its checkpoints and hands it back on
 restart. Ours records how many batches of the current epoch were served; on restart the same epoch is
@@ -66,14 +67,27 @@ class ResumableDataLoader(DataLoader):
         self._skip = int(state.get("served", 0))
 
 
-def train_loader(dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0, drop_last: bool = False, **kwargs) -> ResumableDataLoader:
-    """Shuffled, resumable training loader over ``dataset``."""
+def train_loader(dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0, **kwargs) -> ResumableDataLoader:
+    """Shuffled, resumable training loader over ``dataset``; a trailing partial batch is dropped when the
+    dataset holds more than one batch (so batch statistics stay comparable), kept otherwise."""
     return ResumableDataLoader(
         dataset,
         batch_size=batch_size,
         sampler=EpochShuffleSampler(len(dataset), seed),
         num_workers=num_workers,
-        drop_last=drop_last,
+        drop_last=len(dataset) > batch_size,
+        persistent_workers=num_workers > 0,
+        **kwargs,
+    )
+
+
+def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, **kwargs) -> DataLoader:
+    """Un-shuffled loader over every item of ``dataset`` (validation, test, predict)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
         persistent_workers=num_workers > 0,
         **kwargs,
     )
