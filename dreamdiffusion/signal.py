@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 N_CHANS = 128
 N_TIMES = 512
@@ -119,14 +118,23 @@ def standardise(data: np.ndarray) -> np.ndarray:
 
 
 def resample_window(x: torch.Tensor | np.ndarray, n_times: int = N_TIMES) -> torch.Tensor:
-    """Linear resampling of the last axis to ``n_times`` samples: ``[..., T] -> [..., n_times]`` float32."""
+    """Linear resampling of the last axis to ``n_times`` samples: ``[..., T] -> [..., n_times]`` float32.
+
+    Both grids span the same interval with their end points on it (``align_corners=True``), so the first
+    and last samples are kept: the interpolation the DreamDiffusion authors' loader applies to the 440-sample
+    ImageNet-EEG window (``scipy.interpolate.interp1d`` from ``linspace(0, 1, T)`` to ``linspace(0, 1, n_times)``).
+    """
     x = torch.as_tensor(x, dtype=torch.float32)
     if x.shape[-1] == n_times:
         return x.clone()
-    lead = x.shape[:-1]
-    flat = x.reshape(1, -1, x.shape[-1])
-    out = F.interpolate(flat, size=n_times, mode="linear", align_corners=False)
-    return out.reshape(*lead, n_times)
+    n_source = x.shape[-1]
+    if n_source < 2:
+        raise ValueError(f"cannot resample a window of {n_source} sample(s) to {n_times}: need at least 2")
+    # positions on the source grid in float64: F.interpolate's float32 positions are off by up to 1e-4
+    position = torch.linspace(0, n_source - 1, n_times, dtype=torch.float64)
+    left = position.floor().long().clamp(max=n_source - 2)
+    weight = (position - left).to(torch.float32)
+    return x[..., left] * (1 - weight) + x[..., left + 1] * weight
 
 
 def cut_windows(

@@ -42,7 +42,7 @@ from dreamdiffusion.signal import Preprocessing, Windows
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: windows resampled with end points kept (align_corners=True)
 DTYPES = ("float16", "float32")
 
 

@@ -83,7 +83,19 @@ def test_resample_window_is_linear_and_keeps_shape():
     x = torch.linspace(0, 1, 440).repeat(3, 1)
     out = resample_window(x, 512)
     assert out.shape == (3, 512)
-    assert torch.allclose(out[0], torch.linspace(0, 1, 512), atol=2e-3)
+    assert torch.allclose(out[0], torch.linspace(0, 1, 512), atol=1e-6)
+
+
+@pytest.mark.parametrize("n_source", [440, 300, 700])
+def test_resample_window_matches_interp1d_over_linspace(n_source):
+    """The authors' loader: interp1d over linspace(0, 1, n) for both grids (end points kept)."""
+    from scipy.interpolate import interp1d
+
+    x = np.random.default_rng(n_source).normal(size=(4, n_source))
+    expected = interp1d(np.linspace(0, 1, n_source), x, axis=-1)(np.linspace(0, 1, 512))
+    out = resample_window(x, 512)
+    assert np.abs(out.numpy() - expected).max() < 1e-5
+    assert torch.equal(out[:, 0], torch.as_tensor(x[:, 0], dtype=torch.float32))
 
 
 @pytest.mark.parametrize("n_source", [19, 32, 64, 128, 160])
