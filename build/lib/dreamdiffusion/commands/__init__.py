@@ -1,0 +1,32 @@
+"""Plain subcommands of ``dreamdiffusion`` that are not training: ``data ...``, ``weights ...``, ``generate``.
+
+Each group of subcommands lives in its own module with a ``register(subparsers)`` function that adds
+its parsers and sets ``func`` (called with the parsed namespace, returns the exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# ``dreamdiffusion data <name>`` subcommands, by module (each registers its own names).
+DATA_MODULES: list[str] = ["moabb", "imagenet_eeg"]
+# Top-level commands besides ``data``, by module: ``weights`` (and ``generate``: EEG files in, pictures out).
+TOP_MODULES: list[str] = ["weights", "generate"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dreamdiffusion", description="dreamdiffusion plain commands")
+    commands = parser.add_subparsers(dest="command", required=True)
+    data = commands.add_parser("data", help="build, fetch and check datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    for name in DATA_MODULES:
+        importlib.import_module(f"dreamdiffusion.commands.{name}").register(data_commands)
+    for name in TOP_MODULES:
+        importlib.import_module(f"dreamdiffusion.commands.{name}").register(commands)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)

@@ -1,0 +1,117 @@
+"""Model weights on disk.
+
+* ``dreamdiffusion weights tiny --out DIR``: tiny random models for the demo and tests — ``DIR/sd`` (a
+  Stable Diffusion folder in diffusers layout), ``DIR/clip`` (a CLIP image tower with its processor; with
+  ``--clip-warmup-classes K`` warmed up on synthetic pictures, see :mod:`dreamdiffusion.models.tiny_clip_warmup`) and
+  ``DIR/eval`` (stage-3 evaluation networks: classifier, Inception stand-in, LPIPS AlexNet; see
+  :mod:`dreamdiffusion.models.eval_models`), built from the same classes as the real models, seeded.
+* ``dreamdiffusion weights fetch --out DIR``: on a machine with internet (a cluster login node), download
+  the real models into ``DIR`` so configs can point at local folders and compute nodes run offline:
+  ``DIR/stable-diffusion-v1-5`` (unet, vae, scheduler only — no text encoder is needed) and
+  ``DIR/clip-vit-large-patch14``.
+* ``dreamdiffusion weights fetch-eval --out DIR``: the stage-3 networks' published files (ViT-H/14 SWAG,
+  torch-fidelity's FID Inception-v3, AlexNet for LPIPS), hash-checked, for ``weights_path`` in the eval config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dreamdiffusion.atomic import atomic_dir
+from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, build_tiny_clip, build_tiny_sd
+from dreamdiffusion.models.eval_models import build_tiny_eval_networks
+from dreamdiffusion.models.tiny_clip_warmup import ClipWarmup
+
+# What stage 2 and 3 read from each hub repository; weights in safetensors only.
+FETCH = {
+    "stable-diffusion-v1-5": (
+        SD15,
+        ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+         "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json"],
+    ),
+    "clip-vit-large-patch14": (CLIP_VIT_L14, ["config.json", "preprocessor_config.json", "model.safetensors"]),
+}
+
+
+def tiny(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    with atomic_dir(out / "sd") as tmp:
+        build_tiny_sd(tmp, seed=args.seed, image_size=args.image_size, cross_attention_dim=args.cross_attention_dim)
+    with atomic_dir(out / "clip") as tmp:
+        warmup = ClipWarmup(classes=args.clip_warmup_classes, seed=args.seed) if args.clip_warmup_classes else None
+        build_tiny_clip(tmp, seed=args.seed, image_size=args.clip_image_size, projection_dim=args.clip_dim, warmup=warmup)
+    with atomic_dir(out / "eval") as tmp:
+        build_tiny_eval_networks(tmp, seed=args.seed)
+    print(f"tiny Stable Diffusion in {out / 'sd'}, tiny CLIP in {out / 'clip'}, tiny evaluation networks in {out / 'eval'}")
+    return 0
+
+
+def fetch(args: argparse.Namespace) -> int:
+    from huggingface_hub import snapshot_download
+
+    out = Path(args.out)
+    failed = []
+    for folder, (repo_id, patterns) in FETCH.items():
+        target = out / folder
+        print(f"fetching {repo_id} -> {target}")
+        try:
+            snapshot_download(repo_id, local_dir=target, allow_patterns=patterns)
+        except Exception as e:  # report every model, then fail: the others may still be usable
+            failed.append(f"{repo_id}: {type(e).__name__}: {e}")
+            continue
+        missing = [p for p in patterns if not (target / p).is_file()]
+        if missing:
+            failed.append(f"{repo_id}: downloaded, but {', '.join(missing)} missing in {target}")
+    if failed:
+        print("could not fetch:\n  " + "\n  ".join(failed), file=sys.stderr)
+        print("check the network, `huggingface-cli login` for gated models, and HF_HUB_OFFLINE (must be unset)", file=sys.stderr)
+        return 1
+    print(f"done; point configs at {out}/stable-diffusion-v1-5 and {out}/clip-vit-large-patch14 (e.g. `make reproduce WEIGHTS={out}`)")
+    return 0
+
+
+def fetch_eval(args: argparse.Namespace) -> int:
+    from dreamdiffusion.models.eval_models import fetch_eval_weights
+
+    try:
+        paths = fetch_eval_weights(args.out)
+    except Exception as e:  # noqa: BLE001 - network errors of many kinds; say what to do
+        print(f"could not fetch the evaluation weights ({type(e).__name__}: {e}); this needs internet", file=sys.stderr)
+        return 1
+    overrides = " ".join(f"--model.init_args.{key}.weights_path={path}" for key, path in paths.items())
+    print(f"done; evaluate offline with: dreamdiffusion test -c configs/eval.yaml {overrides}")
+    return 0
+
+
+def _warmup_classes(text: str) -> int:
+    """0 (no warm-up) or a class count of at least 2 (a contrastive loss needs two classes)."""
+    value = int(text)
+    if value == 1 or value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: use 0 (no warm-up) or at least 2 classes")
+    return value
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    weights = commands.add_parser("weights", help="model weights: tiny random ones for the demo")
+    sub = weights.add_subparsers(dest="weights_command", required=True)
+    p = sub.add_parser("tiny", help="write tiny random SD, CLIP and evaluation networks (seeded) to --out")
+    p.add_argument("--out", required=True, help="folder that receives sd/, clip/ and eval/")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64, help="SD image side in pixels (latents are 1/8)")
+    p.add_argument("--cross-attention-dim", type=int, default=32)
+    p.add_argument("--clip-image-size", type=int, default=32)
+    p.add_argument("--clip-dim", type=int, default=32, help="CLIP projection (image embedding) size")
+    p.add_argument(
+        "--clip-warmup-classes", type=_warmup_classes, default=0, metavar="K",
+        help="K > 0: warm the tiny CLIP up contrastively on its own synthetic pictures of K classes (the demo's "
+        "class count) so its embeddings separate them; 0: leave it random",
+    )
+    p.set_defaults(func=tiny)
+    f = sub.add_parser("fetch", help="download SD-1.5 and CLIP ViT-L/14 to --out (needs internet)")
+    f.add_argument("--out", default="weights", help="folder that receives one sub-folder per model")
+    f.set_defaults(func=fetch)
+    e = sub.add_parser("fetch-eval", help="download the stage-3 networks (ViT-H/14 SWAG, FID Inception, AlexNet) to --out")
+    e.add_argument("--out", default="weights/eval", help="folder that receives the three weights files")
+    e.set_defaults(func=fetch_eval)

@@ -1,0 +1,359 @@
+"""The networks stage 3 measures with: the ImageNet classifier, Inception-v3 (FID/IS) and LPIPS's AlexNet.
+
+Each comes from a **local weights file** when one is configured (clusters without internet) or from the
+library's own download otherwise, always read as plain tensors (``.safetensors``, or a PyTorch file through
+``torch.load(weights_only=True)``) and loaded with ``strict=True``.
+
+=================  ===========================================  ==================================================
+network            default source                               offline: put this file at ``weights_path``
+=================  ===========================================  ==================================================
+classifier         torchvision ``vit_h_14``,                    ``vit_h_14_swag-80465313.pth`` (torchvision's file),
+                   ``ViT_H_14_Weights.IMAGENET1K_SWAG_E2E_V1``  or leave ``weights_path`` empty with the file in
+                   (518 px, bicubic, ImageNet mean/std)         ``$TORCH_HOME/hub/checkpoints/``
+Inception-v3       torch-fidelity's FID Inception               ``weights-inception-2015-12-05-6726825d.pth``
+                   (``inception_v3_fidelity``)                  (same cache rule)
+LPIPS AlexNet      torchvision ``AlexNet_Weights.IMAGENET1K_V1``  ``alexnet-owt-7be5be79.pth`` (same cache rule)
+                   + LPIPS linear heads shipped in torchmetrics
+=================  ===========================================  ==================================================
+
+Tiny versions for tests and the demo (:func:`build_tiny_eval_networks`) are the same classifier builder
+(torchvision) and AlexNet with random weights, and :class:`TinyInception`; they are saved to files and loaded
+back through the same functions a cluster uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from dreamdiffusion.models import strict_load
+
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def read_state_dict(path: str | os.PathLike, what: str) -> dict[str, Tensor]:
+    """Tensors of a ``.safetensors`` file or a PyTorch state-dict file (``weights_only=True``: no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} weights file {path} does not exist; fix the path in the eval config")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - the message names the file and the formats accepted
+        raise ValueError(
+            f"{what} weights file {path} could not be read as a state dict of tensors ({type(e).__name__}: {e}); "
+            "give a .safetensors file or a PyTorch file holding only tensors"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{what} weights file {path} does not hold a flat state dict of tensors")
+    return state
+
+
+def download_state_dict(url: str, what: str) -> dict[str, Tensor]:
+    """A published state dict through torch.hub's cache (``$TORCH_HOME/hub/checkpoints/<file name>``),
+    hash-checked on download and read with ``weights_only=True``."""
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - offline clusters land here; say what to do
+        name = url.rsplit("/", 1)[-1]
+        hub = Path(torch.hub.get_dir()) / "checkpoints"
+        raise RuntimeError(
+            f"could not get the {what} weights from {url} ({type(e).__name__}: {e}). Without internet, download "
+            f"{name} elsewhere and either put it at {hub / name} or set its weights_path in the eval config"
+        ) from None
+
+
+def load_strict(module: nn.Module, state: dict[str, Tensor], source: str) -> nn.Module:
+    """Strict load; the error points at the architecture and builder_kwargs of the eval config."""
+    return strict_load.load_strict(module, state, source, "check the architecture and builder_kwargs in the eval config")
+
+
+# ----------------------------------------------------------------------------------------------- classifier
+@dataclass
+class ClassifierConfig:
+    """The ImageNet classifier of the n-way accuracy (authors: torchvision ViT-H/14 SWAG).
+
+    ``weights`` names a torchvision weights enum member of ``architecture`` (its preprocessing, class count
+    and download URL); ``weights_path`` a local file used instead of the download. Without ``weights``,
+    ``weights_path``, ``num_classes`` and ``image_size`` are required and the preprocessing is resize +
+    centre crop to ``image_size`` with ImageNet mean/std. ``builder_kwargs`` go to the torchvision builder.
+    """
+
+    architecture: str = "vit_h_14"
+    weights: str | None = "IMAGENET1K_SWAG_E2E_V1"
+    weights_path: str | None = None
+    num_classes: int | None = None
+    image_size: int | None = None
+    builder_kwargs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ImageClassifier(nn.Module):
+    """Images ``[N, 3, H, W]`` in ``[0, 1]`` → class probabilities ``[N, num_classes]`` (preprocessing included)."""
+
+    def __init__(self, model: nn.Module, preprocess: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.model, self.preprocess, self.num_classes = model.eval(), preprocess, num_classes
+        self.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ImageClassifier":
+        return super().train(False)  # never leaves eval mode (dropout, batch norm)
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(self.preprocess(images.float().clamp(0, 1))).float().softmax(dim=-1)
+
+
+def load_classifier(config: ClassifierConfig) -> ImageClassifier:
+    """Build the configured torchvision classifier and load its weights (local file or torchvision download)."""
+    import torchvision
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms._presets import ImageClassification
+
+    if config.architecture not in torchvision.models.list_models():
+        raise ValueError(f"classifier architecture {config.architecture!r} is not a torchvision model name")
+    kwargs = dict(config.builder_kwargs)
+    if config.num_classes is not None:
+        kwargs["num_classes"] = config.num_classes
+    if config.weights is not None:
+        enum = torchvision.models.get_model_weights(config.architecture)
+        try:
+            weights = enum[config.weights]
+        except KeyError:
+            raise ValueError(
+                f"classifier weights {config.weights!r} are not one of {config.architecture}'s "
+                f"{', '.join(w.name for w in enum)}"
+            ) from None
+        kwargs.setdefault("num_classes", len(weights.meta["categories"]))
+        if config.architecture.startswith("vit_"):  # the SWAG weights are for a larger image than the builder's 224
+            kwargs.setdefault("image_size", weights.meta["min_size"][0])
+        preprocess = weights.transforms()
+        source = config.weights_path or weights.url
+    else:
+        if config.weights_path is None or config.image_size is None or config.num_classes is None:
+            raise ValueError(
+                "classifier: without `weights` (a torchvision weights name) give weights_path, num_classes and image_size"
+            )
+        preprocess = ImageClassification(
+            crop_size=config.image_size, resize_size=config.image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+            interpolation=InterpolationMode.BILINEAR,
+        )
+        source = config.weights_path
+    model = torchvision.models.get_model(config.architecture, weights=None, **kwargs)
+    if config.weights_path is not None:
+        state = read_state_dict(config.weights_path, "classifier")
+    else:
+        state = download_state_dict(weights.url, f"classifier {config.architecture} {config.weights}")
+    load_strict(model, state, f"classifier weights {source}")
+    num_classes = int(kwargs["num_classes"])
+    return ImageClassifier(model, preprocess, num_classes)
+
+
+# ------------------------------------------------------------------------------------------------- Inception
+@dataclass
+class InceptionConfig:
+    """Inception network of FID/IS: ``inception_v3_fidelity`` (the standard FID network; 2048 pool features,
+    1008 logits) or ``tiny`` (:class:`TinyInception`, tests and demo). ``weights_path``: local file; empty:
+    torch-fidelity's published file through the torch.hub cache."""
+
+    architecture: str = "inception_v3_fidelity"
+    weights_path: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TinyInception(nn.Module):
+    """A small stand-in with Inception's interface: uint8 ``[N, 3, H, W]`` → pool features ``[N, num_features]``
+    (``output="pool"``) or logits ``[N, n_classes]`` (``output="logits"``). For tests and the demo only."""
+
+    def __init__(self, num_features: int = 64, n_classes: int = 100, output: str = "pool") -> None:
+        super().__init__()
+        if output not in ("pool", "logits"):
+            raise ValueError(f"output must be 'pool' or 'logits', got {output!r}")
+        self.num_features, self.n_classes, self.output = num_features, n_classes, output
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, num_features, 3, stride=2, padding=1),
+            nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.fc = nn.Linear(num_features, n_classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        if images.dtype != torch.uint8:
+            raise TypeError(f"Inception networks take uint8 images, got {images.dtype}")
+        x = nn.functional.interpolate(images.float() / 255, size=(32, 32), mode="bilinear", antialias=True)
+        pool = self.body(x)
+        return pool if self.output == "pool" else self.fc(pool)
+
+
+class InceptionOutput(nn.Module):
+    """torch-fidelity Inception (via torchmetrics' ``NoTrainInceptionV3``) giving one output as ``[N, d]``."""
+
+    def __init__(self, net: nn.Module, num_features: int) -> None:
+        super().__init__()
+        self.net, self.num_features = net, num_features
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+
+def load_inception(config: InceptionConfig) -> tuple[nn.Module, nn.Module]:
+    """``(pool_features_net, logits_net)`` for FID and IS; both take uint8 images ``[N, 3, H, W]``."""
+    if config.architecture == "tiny":
+        if config.weights_path is None:
+            raise ValueError("inception architecture 'tiny' needs weights_path (written by `dreamdiffusion weights tiny-eval`)")
+        meta = json.loads(Path(config.weights_path).with_suffix(".json").read_text())
+        state = read_state_dict(config.weights_path, "Inception")
+        nets = []
+        for output in ("pool", "logits"):
+            net = TinyInception(meta["num_features"], meta["n_classes"], output)
+            nets.append(load_strict(net, state, f"Inception weights {config.weights_path}").eval().requires_grad_(False))
+        return nets[0], nets[1]
+    if config.architecture != "inception_v3_fidelity":
+        raise ValueError(f"inception architecture {config.architecture!r}: choose 'inception_v3_fidelity' or 'tiny'")
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    if config.weights_path is not None:
+        state = read_state_dict(config.weights_path, "Inception")
+    else:
+        state = download_state_dict(INCEPTION_URL, "FID Inception-v3")
+    # torch-fidelity only reads weights from a path, with weights_only=False: give it a copy of tensors we
+    # have already read safely.
+    with tempfile.TemporaryDirectory() as tmp:
+        safe_copy = Path(tmp) / "inception.pth"
+        torch.save({k: v.contiguous() for k, v in state.items()}, safe_copy)
+        pool = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(safe_copy))
+        logits = NoTrainInceptionV3(
+            name="inception-v3-compat", features_list=["logits_unbiased"], feature_extractor_weights_path=str(safe_copy)
+        )
+    return InceptionOutput(pool, 2048), InceptionOutput(logits, 1008)
+
+
+# ----------------------------------------------------------------------------------------------------- LPIPS
+@dataclass
+class LPIPSConfig:
+    """LPIPS network: AlexNet convolutional features (``weights_path``: torchvision's AlexNet state dict, full or
+    features only; empty: torchvision's download through the torch.hub cache) and the LPIPS linear heads
+    shipped inside torchmetrics (no download)."""
+
+    weights_path: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_lpips_net(config: LPIPSConfig) -> nn.Module:
+    """torchmetrics' LPIPS network (``net="alex"``) with AlexNet features loaded from ``config``; takes two
+    image batches in ``[-1, 1]`` and returns ``[N, 1, 1, 1]`` distances."""
+    import torchvision
+    from torchmetrics.functional.image.lpips import _NoTrainLpips
+
+    if config.weights_path is not None:
+        state, source = read_state_dict(config.weights_path, "LPIPS AlexNet"), config.weights_path
+    else:
+        weights = torchvision.models.AlexNet_Weights.IMAGENET1K_V1
+        state, source = download_state_dict(weights.url, "LPIPS AlexNet"), weights.url
+    # LPIPS uses only AlexNet's convolutional part; a full torchvision state dict also holds the classifier.
+    features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    alexnet_features = load_strict(torchvision.models.alexnet(weights=None).features, features, f"LPIPS AlexNet weights {source}")
+    net = _NoTrainLpips(net="alex", pnet_rand=True)  # random backbone: no download; linear heads from torchmetrics
+    for slice_ in (net.net.slice1, net.net.slice2, net.net.slice3, net.net.slice4, net.net.slice5):
+        for name, layer in slice_.named_children():
+            layer.load_state_dict(alexnet_features[int(name)].state_dict(), strict=True)
+    return net.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------------- tiny builders
+def build_tiny_eval_networks(folder: str | os.PathLike, seed: int = 0, n_classes: int = 100) -> dict[str, str]:
+    """Write random evaluation networks to ``folder`` and return their paths by config key:
+
+    * ``classifier.safetensors``: torchvision ``squeezenet1_1`` with ``n_classes`` classes (64 px input);
+    * ``inception.safetensors`` + ``inception.json``: :class:`TinyInception` (64 pool features);
+    * ``alexnet.safetensors``: torchvision AlexNet convolutional features.
+    """
+    import torchvision
+    from safetensors.torch import save_file
+
+    from dreamdiffusion.atomic import atomic_path, write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+
+    def save(module: nn.Module, name: str, prefix: str = "") -> str:
+        state = {prefix + k: v.detach().contiguous() for k, v in module.state_dict().items()}
+        with atomic_path(folder / name) as tmp:
+            save_file(state, str(tmp))
+        return str(folder / name)
+
+    paths = {"classifier": save(torchvision.models.squeezenet1_1(weights=None, num_classes=n_classes), "classifier.safetensors")}
+    inception = TinyInception(num_features=64, n_classes=n_classes)
+    write_text(folder / "inception.json", json.dumps({"num_features": 64, "n_classes": n_classes}) + "\n")
+    paths["inception"] = save(inception, "inception.safetensors")
+    paths["lpips"] = save(torchvision.models.alexnet(weights=None).features, "alexnet.safetensors", prefix="features.")
+    return paths
+
+
+def write_random_inception_v3(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Save torch-fidelity's FID Inception-v3 (the real architecture, 23.9M parameters) with **random** weights
+    to ``path`` (safetensors): for tests and benchmarks of the ``inception_v3_fidelity`` loading path without
+    the published file. Its figures mean nothing."""
+    from unittest import mock
+
+    from safetensors.torch import save_file
+    from torch_fidelity import feature_extractor_inceptionv3 as fidelity
+
+    from dreamdiffusion.atomic import atomic_path
+
+    class RandomInception(fidelity.FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random initialisation
+            return None
+
+    torch.manual_seed(seed)
+    with mock.patch.object(fidelity, "load_state_dict_from_url", lambda *args, **kwargs: {}):
+        net = RandomInception("inception-v3-compat", ["2048"])
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    return path
+
+
+# The published evaluation weights, by the eval config key that takes their local path.
+EVAL_WEIGHTS = {
+    "classifier": "https://download.pytorch.org/models/vit_h_14_swag-80465313.pth",
+    "inception": INCEPTION_URL,
+    "lpips": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+}
+
+
+def fetch_eval_weights(folder: str | os.PathLike) -> dict[str, Path]:
+    """Download the default evaluation networks' files into ``folder`` (on a machine with internet), each
+    checked against the SHA-256 prefix in its file name; returns their paths by config key."""
+    import re
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for key, url in EVAL_WEIGHTS.items():
+        name = url.rsplit("/", 1)[-1]
+        target = folder / name
+        if not target.is_file():
+            prefix = re.search(r"-([a-f0-9]{6,})\.", name).group(1)
+            torch.hub.download_url_to_file(url, str(target), hash_prefix=prefix, progress=True)
+        paths[key] = target
+    return paths

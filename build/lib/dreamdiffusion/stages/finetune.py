@@ -1,0 +1,444 @@
+"""Stage 2: fine-tune Stable Diffusion on EEG through cross-attention, with the CLIP loss (Sec. 3.3–3.4).
+
+``EEGSDFinetuneModule`` trains, on paired batches ``{eeg, image, clip_pixels, ...}`` (see
+:mod:`dreamdiffusion.data.imagenet_eeg`)::
+
+    L = sd_loss_weight · L_SD + clip_loss_weight · L_clip
+    L_SD   = ‖ε − ε_θ(z_t, t, τθ(y))‖²        z_0 = VAE latent sample × scaling_factor, t ~ U[0, T)    (Eq. 2)
+    L_clip = 1 − cos(h(y), E_I(image))        E_I = CLIP image_embeds (projected, not normalised)       (Eq. 3)
+
+Trainable sets (everything else is frozen, kept in eval mode and run under ``no_grad`` where no
+gradient has to flow through it):
+
+* ``train_encoder`` (E): the stage-1 EEG encoder.
+* ``train_cross_attention`` (A): every UNet ``BasicTransformerBlock``'s ``attn2`` (cross-attention) and
+  the ``norm2`` LayerNorm right before it, selected by module type and path.
+* The condition mappers (``token_mapper``, ``dim_mapper``, and ``time_mapper`` with ``time_condition``)
+  train whenever L_SD is on, in E, A and E+A alike: they are freshly initialised, so with "A only" a
+  frozen mapper would feed the UNet a random projection. The CLIP head h (``clip_token``,
+  ``clip_proj``) trains whenever L_clip is on; the learned null condition trains with
+  ``condition_dropout`` > 0. A parameter that no loss reaches is frozen, so "trainable" means "gets a
+  gradient".
+
+At the end of fit the stage folder (``trainer.default_root_dir``) receives ``pipeline/`` — the
+:class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline` built from the weights of the best checkpoint by
+the ``ModelCheckpoint`` monitor when there is one, else from the last weights — and ``export.json``
+saying which.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+
+from dreamdiffusion.atomic import write_text
+from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, clip_projection_dim, load_clip, load_sd
+from dreamdiffusion.models.condition import Condition, EEGConditionModel
+from dreamdiffusion.metrics import RetrievalTop1, image_ids
+from dreamdiffusion.models.mae import preset as encoder_preset_config
+
+FROZEN_TOWERS = ("vae.", "clip.")
+MAPPERS = ("token_mapper.", "dim_mapper.", "time_mapper.")
+CLIP_HEAD = ("clip_token.", "clip_proj.")
+
+
+def cross_attention_module_names(unet: nn.Module) -> list[str]:
+    """Paths of every cross-attention (``attn2``) and the LayerNorm before it (``norm2``) in ``unet``.
+
+    Selected by module type — a diffusers ``BasicTransformerBlock`` that has a cross-attention — never by
+    a bare substring: ``'norm2' in name`` would also catch every ResNet block's GroupNorm.
+    """
+    from diffusers.models.attention import BasicTransformerBlock
+
+    names = []
+    for path, module in unet.named_modules():
+        if isinstance(module, BasicTransformerBlock) and getattr(module, "attn2", None) is not None:
+            names += [f"{path}.attn2", f"{path}.norm2"]
+    if not names:
+        raise ValueError(
+            f"{type(unet).__name__} has no cross-attention (BasicTransformerBlock.attn2): it cannot be "
+            "conditioned on EEG; use a Stable Diffusion UNet with cross_attention_dim set"
+        )
+    return names
+
+
+def cross_attention_parameter_names(unet: nn.Module) -> list[str]:
+    """Names (as in ``unet.named_parameters()``) of the A set: ``attn2`` and its preceding ``norm2``."""
+    prefixes = tuple(f"{m}." for m in cross_attention_module_names(unet))
+    return [n for n, _ in unet.named_parameters() if n.startswith(prefixes)]
+
+
+def clip_loss(predicted: Tensor, target: Tensor) -> Tensor:
+    """Eq. 3: mean over the batch of ``1 − cos(predicted, target)``; both ``[B, clip_dim]``."""
+    return (1.0 - F.cosine_similarity(predicted.float(), target.float(), dim=-1)).mean()
+
+
+class EEGSDFinetuneModule(L.LightningModule):
+    """Stable Diffusion conditioned on EEG, trained with L_SD + L_clip.
+
+    Parameters
+    ----------
+    sd_model, clip_model
+        Local folder or hub id of Stable Diffusion 1.5 (diffusers layout: ``unet/ vae/ scheduler/``)
+        and of the CLIP image tower (``CLIPVisionModelWithProjection`` + processor).
+    local_files_only
+        Never reach a hub: only the local cache or folders.
+    encoder_dir
+        Stage-1 folder with ``encoder.safetensors`` + ``encoder.json``; ``None`` starts the encoder from
+        random weights (the "no pre-training" ablation).
+    encoder_preset
+        The encoder architecture expected in ``encoder_dir`` (``tiny``, ``18.3M`` … ``458M``); another
+        one is refused.
+    train_encoder, train_cross_attention
+        The E and A sets (see the module docstring).
+    sd_loss_weight, clip_loss_weight
+        Weights of L_SD and L_clip (paper: 1 and 1; "no CLIP": clip 0; "CLIP only": sd 0).
+    lr, weight_decay, betas
+        AdamW on the trainable set (paper: lr 5.3e-5; weight decay is AdamW's default 0.01).
+    condition_dropout
+        Probability of replacing an item's condition with the learned null condition (trains it for
+        classifier-free guidance; off in the paper).
+    time_condition
+        The authors' code's pooled-EEG vector added to the timestep embedding (UNet loaded with
+        ``class_embed_type="identity"``). Off by default (not in the paper).
+    gradient_checkpointing
+        Recompute UNet and encoder blocks in the backward pass (less activation memory, ~30% slower).
+    use_cached_latents, use_cached_clip_embeds
+        Read the batch's ``latent_mean``/``latent_std`` and ``clip_embeds`` (the data module's caches)
+        instead of running the VAE / CLIP every step. Cached latents are of the un-augmented image.
+    val_sample_every_n_epochs, val_num_samples, val_num_inference_steps, val_guidance_scale
+        Every n epochs (0: never) a grid (ground truth | samples) of the first val items with a few
+        DDIM steps goes to the logger.
+    seed
+        Seeds the validation noise (so val/loss_sd is comparable across epochs) and the sample grid.
+    """
+
+    def __init__(
+        self,
+        sd_model: str = SD15,
+        clip_model: str = CLIP_VIT_L14,
+        local_files_only: bool = False,
+        encoder_dir: str | None = None,
+        encoder_preset: str = "297M",
+        train_encoder: bool = True,
+        train_cross_attention: bool = True,
+        sd_loss_weight: float = 1.0,
+        clip_loss_weight: float = 1.0,
+        lr: float = 5.3e-5,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        condition_dropout: float = 0.0,
+        time_condition: bool = False,
+        gradient_checkpointing: bool = False,
+        use_cached_latents: bool = False,
+        use_cached_clip_embeds: bool = False,
+        val_sample_every_n_epochs: int = 5,
+        val_num_samples: int = 4,
+        val_num_inference_steps: int = 10,
+        val_guidance_scale: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self._check_arguments(
+            sd_loss_weight, clip_loss_weight, condition_dropout, train_encoder, train_cross_attention
+        )
+        self.save_hyperparameters()
+        sd = load_sd(
+            sd_model,
+            local_files_only=local_files_only,
+            unet_overrides={"class_embed_type": "identity"} if time_condition else None,
+        )
+        if sd.scheduler.config.prediction_type != "epsilon":
+            raise ValueError(
+                f"{sd_model}/scheduler: prediction_type={sd.scheduler.config.prediction_type!r}; stage 2 trains "
+                "ε-prediction (Eq. 2) like SD-1.5. Use an ε-prediction Stable Diffusion"
+            )
+        self.unet, self.vae, self.noise_scheduler = sd.unet, sd.vae, sd.scheduler
+        self.register_buffer(
+            "alphas_cumprod", sd.scheduler.alphas_cumprod.detach().clone().float(), persistent=False
+        )
+        if use_cached_clip_embeds:
+            self.clip = None
+            clip_dim = clip_projection_dim(clip_model, local_files_only=local_files_only)
+        else:
+            self.clip, _ = load_clip(clip_model, local_files_only=local_files_only)
+            clip_dim = int(self.clip.config.projection_dim)
+        self.condition_model = EEGConditionModel.from_stage1(
+            encoder_dir,
+            encoder_preset_config(encoder_preset),
+            cross_attention_dim=int(self.unet.config.cross_attention_dim),
+            clip_dim=clip_dim,
+            time_embed_dim=int(self.unet.time_embedding.linear_2.out_features) if time_condition else None,
+        )
+        self.trainable_names = self._select_trainable()
+        if gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+            self.condition_model.encoder.gradient_checkpointing = True
+        self.val_retrieval = RetrievalTop1()
+        self._val_grid_batch: dict | None = None
+
+    # ----------------------------------------------------------------------------------------- set-up
+    @staticmethod
+    def _check_arguments(sd_w, clip_w, dropout, train_encoder, train_cross_attention) -> None:
+        if sd_w < 0 or clip_w < 0 or sd_w + clip_w == 0:
+            raise ValueError(
+                f"model.sd_loss_weight={sd_w} and model.clip_loss_weight={clip_w}: both must be >= 0 and "
+                "at least one > 0"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"model.condition_dropout={dropout} must lie in [0, 1)")
+        if not (train_encoder or train_cross_attention):
+            raise ValueError(
+                "model.train_encoder and model.train_cross_attention are both false: nothing would learn "
+                "but the mappers; set at least one (the paper's rows are E+A, E only, A only)"
+            )
+        if train_cross_attention and sd_w == 0:
+            raise ValueError(
+                "model.train_cross_attention=true with model.sd_loss_weight=0: the cross-attention gets no "
+                "gradient without L_SD. For the 'CLIP only' row set train_cross_attention: false"
+            )
+
+    def _select_trainable(self) -> list[str]:
+        """Freeze everything, then unfreeze the configured sets; returns the trainable names (sorted)."""
+        hp = self.hparams
+        self.requires_grad_(False)
+        use_sd, use_clip = hp.sd_loss_weight > 0, hp.clip_loss_weight > 0
+        for name, p in self.condition_model.named_parameters():
+            p.requires_grad_(
+                (hp.train_encoder and name.startswith("encoder."))
+                or (use_sd and name.startswith(MAPPERS))
+                or (use_clip and name.startswith(CLIP_HEAD))
+                or (use_sd and hp.condition_dropout > 0 and name == "null_condition")
+            )
+        if hp.train_cross_attention:
+            selected = set(cross_attention_parameter_names(self.unet))
+            for name, p in self.unet.named_parameters():
+                p.requires_grad_(name in selected)
+        return sorted(n for n, p in self.named_parameters() if p.requires_grad)
+
+    def train(self, mode: bool = True) -> "EEGSDFinetuneModule":
+        """Lightning switches the whole module to train mode every epoch; frozen parts stay in eval."""
+        super().train(mode)
+        self.vae.eval()
+        if self.clip is not None:
+            self.clip.eval()
+        self.unet.eval()
+        if mode and self.hparams.train_cross_attention:
+            for name in cross_attention_module_names(self.unet):
+                self.unet.get_submodule(name).train()
+        if not self.hparams.train_encoder:
+            self.condition_model.encoder.eval()
+        return self
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.AdamW(
+            params, lr=self.hparams.lr, betas=tuple(self.hparams.betas), weight_decay=self.hparams.weight_decay
+        )
+
+    # ------------------------------------------------------------------------------------ the losses
+    def encode_eeg(self, eeg: Tensor) -> Condition:
+        """τθ(y); the frozen encoder ("A only") runs under ``no_grad``."""
+        if self.hparams.train_encoder:
+            return self.condition_model(eeg)
+        with torch.no_grad():
+            tokens = self.condition_model.encoder(eeg)
+        model = self.condition_model
+        hidden = model.dim_mapper(model.token_mapper(tokens))
+        time_vector = model.time_mapper(tokens.mean(dim=1)) if model.time_mapper is not None else None
+        return Condition(tokens, hidden, time_vector)
+
+    @torch.no_grad()
+    def image_latents(self, batch: dict, generator: torch.Generator | None = None) -> Tensor:
+        """z_0 ``[B, 4, S/8, S/8]``: a sample of the VAE posterior × ``scaling_factor``."""
+        if self.hparams.use_cached_latents:
+            mean = self._cached(batch, "latent_mean", "cache_latents")
+            std = self._cached(batch, "latent_std", "cache_latents")
+        else:
+            posterior = self.vae.encode(batch["image"].to(self.vae.dtype)).latent_dist
+            mean, std = posterior.mean, posterior.std
+        eps = torch.randn(mean.shape, generator=generator).to(mean) if generator is not None else torch.randn_like(mean)
+        return (mean + std * eps) * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def clip_image_embeds(self, batch: dict) -> Tensor:
+        """E_I(image) ``[B, clip_dim]``: CLIP ``image_embeds`` of the batch's ``clip_pixels`` (or the cache)."""
+        if self.hparams.use_cached_clip_embeds:
+            return self._cached(batch, "clip_embeds", "cache_clip_embeds")
+        return self.clip(pixel_values=batch["clip_pixels"].to(self.clip.dtype)).image_embeds
+
+    def _cached(self, batch: dict, key: str, data_option: str) -> Tensor:
+        if key not in batch:
+            raise KeyError(
+                f"the batch has no {key!r} although model.use_cached_{'latents' if 'latent' in key else 'clip_embeds'}"
+                f"=true; set data.init_args.{data_option}: true (or turn the model option off)"
+            )
+        return batch[key]
+
+    def sd_loss(self, latents: Tensor, condition: Condition, generator: torch.Generator | None = None) -> Tensor:
+        """Eq. 2: ε-prediction MSE at t ~ U[0, num_train_timesteps), DDPM forward process."""
+        b = latents.shape[0]
+        n_steps = int(self.noise_scheduler.config.num_train_timesteps)
+        if generator is None:
+            noise = torch.randn_like(latents)
+            t = torch.randint(0, n_steps, (b,), device=latents.device)
+        else:  # validation: the same noise and timesteps every epoch
+            noise = torch.randn(latents.shape, generator=generator).to(latents)
+            t = torch.randint(0, n_steps, (b,), generator=generator).to(latents.device)
+        abar = self.alphas_cumprod.to(latents.device)[t].view(b, 1, 1, 1)
+        noisy = abar.sqrt() * latents + (1 - abar).sqrt() * noise
+        pred = self.unet(
+            noisy, t, encoder_hidden_states=condition.hidden_states, class_labels=condition.time_vector
+        ).sample
+        return F.mse_loss(pred.float(), noise.float())
+
+    def drop_condition(self, condition: Condition) -> Condition:
+        """With probability ``condition_dropout`` per item, the learned null condition (time vector 0)."""
+        p = self.hparams.condition_dropout
+        if p == 0:
+            return condition
+        b = condition.hidden_states.shape[0]
+        drop = torch.rand(b, device=condition.hidden_states.device) < p
+        hidden = torch.where(drop.view(b, 1, 1), self.condition_model.null(b).to(condition.hidden_states), condition.hidden_states)
+        time_vector = condition.time_vector
+        if time_vector is not None:
+            time_vector = torch.where(drop.view(b, 1), torch.zeros_like(time_vector), time_vector)
+        return Condition(condition.tokens, hidden, time_vector)
+
+    def losses(self, batch: dict, generator: torch.Generator | None = None, train: bool = True) -> dict[str, Tensor]:
+        """``loss``, ``loss_sd``, ``loss_clip`` (and ``predicted``/``target`` CLIP embeddings) for a batch."""
+        hp = self.hparams
+        condition = self.encode_eeg(batch["eeg"])
+        out: dict[str, Tensor] = {}
+        total = 0.0
+        if hp.sd_loss_weight > 0 or not train:
+            sd_condition = self.drop_condition(condition) if train else condition
+            out["loss_sd"] = self.sd_loss(self.image_latents(batch, generator), sd_condition, generator)
+            total = total + hp.sd_loss_weight * out["loss_sd"]
+        if hp.clip_loss_weight > 0 or not train:
+            out["predicted"] = self.condition_model.clip_embedding(condition.tokens)
+            out["target"] = self.clip_image_embeds(batch)
+            out["loss_clip"] = clip_loss(out["predicted"], out["target"])
+            total = total + hp.clip_loss_weight * out["loss_clip"]
+        out["loss"] = total
+        return out
+
+    # ------------------------------------------------------------------------------------- training
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        out = self.losses(batch)
+        b = batch["eeg"].shape[0]
+        for key in ("loss", "loss_sd", "loss_clip"):
+            if key in out:
+                self.log(f"train/{key}", out[key], prog_bar=key == "loss", batch_size=b)
+        return out["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        generator = torch.Generator().manual_seed(self.hparams.seed * 100_003 + batch_idx)
+        out = self.losses(batch, generator=generator, train=False)
+        b = batch["eeg"].shape[0]
+        for key in ("loss", "loss_sd", "loss_clip"):
+            self.log(f"val/{key}", out[key], prog_bar=key == "loss", sync_dist=True, batch_size=b)
+        self.val_retrieval.update(out["predicted"].detach(), out["target"].detach(), image_ids(list(batch["image_name"]), self.device))
+        if batch_idx == 0:
+            n = self.hparams.val_num_samples
+            self._val_grid_batch = {"eeg": batch["eeg"][:n].detach(), "image": batch["image"][:n].detach()}
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_retrieval.image.update_count:
+            top1, _ = self.val_retrieval.compute()  # gathered from every process
+            self.log("val/retrieval_top1", top1, prog_bar=True)
+        self.val_retrieval.reset()
+        every = self.hparams.val_sample_every_n_epochs
+        grid_due = every > 0 and (self.current_epoch + 1) % every == 0 and not self.trainer.sanity_checking
+        if grid_due and self._val_grid_batch is not None and self.trainer.is_global_zero:
+            experiment = getattr(self.logger, "experiment", None)
+            if experiment is not None and hasattr(experiment, "add_image"):
+                experiment.add_image("val/samples", self.sample_grid(**self._val_grid_batch), self.global_step)
+        self._val_grid_batch = None
+
+    @torch.no_grad()
+    def sample_grid(self, eeg: Tensor, image: Tensor) -> Tensor:
+        """``[3, H, W]`` in [0, 1]: row i = ground truth i | a sample for EEG i (few DDIM steps)."""
+        from torchvision.utils import make_grid
+
+        from dreamdiffusion.generation import generate_images
+
+        hp = self.hparams
+        condition = self.condition_model(eeg)
+        null = self.condition_model.null(eeg.shape[0]) if hp.condition_dropout > 0 else None
+        samples = generate_images(
+            self.unet, self.vae, self.noise_scheduler.config, condition, null,
+            sampler="ddim", num_inference_steps=hp.val_num_inference_steps, guidance_scale=hp.val_guidance_scale,
+            seeds=[hp.seed + i for i in range(eeg.shape[0])],
+        )
+        truth = ((image.float() + 1) / 2).clamp(0, 1)
+        truth = F.interpolate(truth, size=samples.shape[-2:], mode="bilinear", align_corners=False)
+        pairs = torch.stack([truth, samples.float().to(truth.device)], dim=1).flatten(0, 1)
+        return make_grid(pairs.cpu(), nrow=2, padding=2)
+
+    # ------------------------------------------------------------------ checkpoints and the export
+    def _is_frozen_tower_key(self, key: str) -> bool:
+        """State-dict keys restored from ``sd_model``/``clip_model`` rather than stored in checkpoints."""
+        if key.startswith(FROZEN_TOWERS):
+            return True
+        return key.startswith("unet.") and key not in self._trainable_set
+
+    @property
+    def _trainable_set(self) -> set[str]:
+        return set(self.trainable_names)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Leave out the frozen UNet/VAE/CLIP weights: they come back from ``sd_model``/``clip_model``."""
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if self._is_frozen_tower_key(k)]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Put the frozen weights (already loaded from their sources) back, so loading stays strict."""
+        state = checkpoint["state_dict"]
+        for key, value in self.state_dict().items():
+            if key not in state and self._is_frozen_tower_key(key):
+                state[key] = value
+
+    def load_trainable_from_checkpoint(self, path: str | Path) -> None:
+        """Load a Lightning checkpoint of this module (e.g. the best one) into it, strictly."""
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        if "state_dict" not in checkpoint:
+            raise ValueError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
+        self.on_load_checkpoint(checkpoint)
+        self.load_state_dict(checkpoint["state_dict"], strict=True)
+
+    @property
+    def export_dir(self) -> Path:
+        """The stage folder: ``trainer.default_root_dir`` (``<run_dir>/finetune`` in the configs)."""
+        return Path(self.trainer.default_root_dir)
+
+    def on_fit_end(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        callback = self.trainer.checkpoint_callback
+        best = getattr(callback, "best_model_path", "") if callback is not None and callback.monitor else ""
+        info = {"weights": "last", "checkpoint": None, "monitor": None, "score": None}
+        if best:
+            self.load_trainable_from_checkpoint(best)
+            score = callback.best_model_score
+            info = {
+                "weights": "best", "checkpoint": str(best), "monitor": callback.monitor,
+                "score": float(score) if score is not None else None,
+            }
+        info["fit_end_global_step"] = int(self.global_step)
+        self.export_pipeline(self.export_dir / "pipeline")
+        write_text(self.export_dir / "export.json", json.dumps(info, indent=2) + "\n")
+        rank_zero_info(f"stage 2: wrote {self.export_dir / 'pipeline'} from the {info['weights']} weights")
+
+    def export_pipeline(self, folder: str | Path) -> Path:
+        """Write the :class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline` folder (atomically)."""
+        from dreamdiffusion.pipeline import DreamDiffusionPipeline
+
+        return DreamDiffusionPipeline(self.unet, self.vae, self.noise_scheduler, self.condition_model).save_pretrained(folder)
