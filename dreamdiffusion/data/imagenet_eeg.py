@@ -1,6 +1,6 @@
 """EEG–image pairs of ImageNet-EEG (Spampinato et al., 2017) for stages 2 and 3.
 
-Files (formats in ``SPEC.md``, "Paired data")::
+Files (the formats of the published ImageNet-EEG release)::
 
     eeg_5_95_std.pth   {"dataset": [{"eeg": FloatTensor[128, L] (1 kHz), "label": int, "image": int,
                          "subject": int 1..6}], "labels": [wnid], "images": [name like n02106662_1451]}
