@@ -41,7 +41,7 @@ def module(paired, addressing="all", subject=0, **kwargs):
 
 
 def expected_positions(stored, splits, addressing, subject):
-    """What the SPEC says each split holds, written out plainly: positions in the `dataset` list."""
+    """What each split holds, written out plainly: positions in the `dataset` list."""
     trials = stored["dataset"]
     if addressing == "single":
         address = [i for i, t in enumerate(trials) if t["subject"] == subject]
