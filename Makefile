@@ -8,7 +8,7 @@ export MNE_DATA ?= $(CURDIR)/data/mne
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast demo demo-eval data-moabb data-check weights reproduce table2 clean
+.PHONY: help install test test-fast docs docs-check demo demo-eval data-moabb data-check weights reproduce table2 clean
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -26,6 +26,12 @@ test: install  ## Run the whole test suite (slow tests included)
 
 test-fast: install  ## Run the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow"
+
+docs: install  ## Regenerate the config reference tables in docs/ from the code
+	$(BIN)/python scripts/config_reference.py
+
+docs-check: install  ## Fail when a config reference table in docs/ is stale
+	$(BIN)/python scripts/config_reference.py --check
 
 # make demo: the tiny CLIP is warmed up on synthetic pictures of the demo's 10 classes (never the dataset's);
 # the synthetic EEG's signal-to-noise makes the class readable, not trivial.

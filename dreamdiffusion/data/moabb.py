@@ -244,6 +244,8 @@ class MOABBDataModule(L.LightningDataModule):
         Names to drop from ``datasets`` (e.g. one whose download failed).
     val_fraction, seed
         Share of subjects held out for validation and the seed of that split.
+    batch_size, num_workers
+        Windows per batch (per device) and DataLoader worker processes.
     l_freq, h_freq, window_seconds, n_times, window_stride_seconds, flat_threshold
         Preprocessing (:class:`dreamdiffusion.signal.Preprocessing`): band-pass in Hz, window length
         in seconds, samples per window after resampling, seconds from one window's start to the next
