@@ -3,8 +3,10 @@ breakdown, labels of figures that come from random networks, and ``metrics.md``.
 
 Every per-trial figure (n-way top-1, retrieval hit, PSNR, SSIM, LPIPS, each a trial's mean over its samples)
 gets a percentile-bootstrap interval over EEG trials (:mod:`dreamdiffusion.bootstrap`). A control (shuffled
-EEG, null condition) whose interval does not contain chance is a **failure of the run**: the figures would
-then not come from the EEG alone. Chance is ``top_k / n_way`` for n-way top-k and ``1 / candidates`` for
+EEG, null condition) whose interval lies **above** chance is a **failure of the run**: the figures would then
+not come from the trials' EEG alone. An interval below chance is reported, not failed: the shuffled control
+pairs each trial with another picture's EEG, so a model that reads EEG draws or retrieves that other picture,
+never the trial's own (a perfect model's shuffled retrieval is 0, not 1/candidates). Chance is ``top_k / n_way`` for n-way top-k and ``1 / candidates`` for
 retrieval; PSNR/SSIM/LPIPS have no chance level and are reported beside the real condition for comparison.
 """
 
@@ -98,6 +100,11 @@ def condition_figures(table: dict[str, Tensor], prefix: str, names: list[str], k
     return figures, intervals, candidates
 
 
+def position(bounds: list[float], chance: float) -> str:
+    """``"at"`` when the interval ``[low, high]`` contains ``chance``, else ``"above"`` or ``"below"`` it."""
+    return "at" if bounds[0] <= chance <= bounds[1] else ("above" if bounds[0] > chance else "below")
+
+
 def chance_levels(n_way: int, top_k: int, candidates: int | None) -> dict[str, float]:
     chance = {"top1_mean": top_k / n_way}
     if candidates:
@@ -106,25 +113,33 @@ def chance_levels(n_way: int, top_k: int, candidates: int | None) -> dict[str, f
 
 
 def summarise(table: dict[str, Tensor], names: list[str], subjects: list[int], settings: BootstrapSettings,
-              n_way: int, top_k: int, controls: bool) -> dict:
-    """``metrics`` (per-trial figures), ``ci``, ``controls``, ``per_subject`` and ``failures`` from the gathered
-    per-trial table (rows sorted by trial index; ``names``/``subjects`` aligned with them)."""
+              n_way: int, top_k: int, controls: bool, random_figures: frozenset[str] = frozenset()) -> dict:
+    """``metrics`` (per-trial figures), ``ci``, ``controls``, ``per_subject``, ``failures`` and ``below_chance``
+    from the gathered per-trial table (rows sorted by trial index; ``names``/``subjects`` aligned with them).
+    ``random_figures``: figures measured with a random network (their verdicts say so)."""
     everyone = torch.ones(len(names), dtype=torch.bool)
     metrics, ci, candidates = condition_figures(table, "", names, everyone, settings, PER_TRIAL + ("retrieval_top1",))
-    result = {"metrics": metrics, "ci": ci, "retrieval_candidates": candidates, "controls": {}, "failures": []}
+    result = {"metrics": metrics, "ci": ci, "retrieval_candidates": candidates, "controls": {}, "failures": [], "below_chance": []}
     if controls:
         for name, prefix in CONTROLS.items():
             keys = CONTROL_METRICS if name == "shuffled_eeg" else tuple(k for k in CONTROL_METRICS if k != "retrieval_top1")
             figures, intervals, _ = condition_figures(table, prefix + "_", names, everyone, settings, keys)
             chance = chance_levels(n_way, top_k, candidates if "retrieval_top1" in figures else None)
-            at_chance = {k: intervals[k][0] <= c <= intervals[k][1] for k, c in chance.items() if intervals.get(k)}
-            result["controls"][name] = {"metrics": figures, "ci": intervals, "chance": chance, "at_chance": at_chance}
-            for key, ok in at_chance.items():
-                if not ok:
-                    low, high = intervals[key]
-                    result["failures"].append(
-                        f"{name} control: {key} {figures[key]:.4f}, 95% CI [{low:.4f}, {high:.4f}], does not contain "
-                        f"chance {chance[key]:.4f} — the figures of this run do not come from the EEG alone"
+            side = {k: position(intervals[k], c) for k, c in chance.items() if intervals.get(k)}
+            result["controls"][name] = {
+                "metrics": figures, "ci": intervals, "chance": chance,
+                "at_chance": {k: v == "at" for k, v in side.items()}, "versus_chance": side,
+            }
+            for key, where in side.items():
+                low, high = intervals[key]
+                text = (f"{name} control: {key} {figures[key]:.4f}, 95% CI [{low:.4f}, {high:.4f}], is {where} chance "
+                        f"{chance[key]:.4f}" + (f" ({NOT_MEANINGFUL})" if key in random_figures else ""))
+                if where == "above":
+                    result["failures"].append(f"{text} — the figures of this run do not come from the trials' EEG alone")
+                elif where == "below":
+                    result["below_chance"].append(
+                        f"{text}: not a failure — a model that reads the EEG draws (or retrieves) the partner's picture, "
+                        "which is never the trial's own"
                     )
     subject_tensor = torch.tensor(subjects)
     result["per_subject"] = {}
@@ -193,14 +208,14 @@ def control_rows(results: dict) -> str:
     rows = [("EEG of the trial (ours)", ours, {}, {})]
     names = {"shuffled_eeg": "shuffled EEG (a trial of another picture)", "null_condition": "null condition (no EEG)"}
     for key, control in results["controls"].items():
-        rows.append((names[key], control, control["chance"], control["at_chance"]))
+        rows.append((names[key], control, control["chance"], control["versus_chance"]))
     for name, figures, chance, at_chance in rows:
         cells = []
         for key in ("top1_mean", "retrieval_top1", "psnr", "ssim", "lpips"):
             digits, percent = DIGITS[key]
             text = with_ci(figures["metrics"].get(key), figures["ci"].get(key), digits, percent)
-            if key in chance:
-                verdict = "at chance" if at_chance.get(key) else "**NOT at chance — FAILURE**"
+            if key in chance and key in at_chance:
+                verdict = {"at": "at chance", "above": "**ABOVE chance — FAILURE**", "below": "below chance"}[at_chance[key]]
                 text += f" · chance {fmt(chance[key], percent=True)}: {verdict}"
             cells.append(text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -240,7 +255,7 @@ def metrics_table(results: dict) -> str:
     lines = ["# Stage 3 evaluation\n"]
     if results.get("failures"):
         lines.append(
-            "## ⚠ FAILURE: a control is not at chance\n\n"
+            "## ⚠ FAILURE: a control is above chance\n\n"
             + "".join(f"* **{f}**\n" for f in results["failures"])
         )
     lines += [
@@ -256,7 +271,9 @@ def metrics_table(results: dict) -> str:
         "trial sets, their small-set bias not corrected).\n",
     ]
     if results["controls"]:
-        lines.append("## Controls (must be at chance)\n\n" + control_rows(results))
+        lines.append("## Controls (must not be above chance)\n\n" + control_rows(results))
+        if results.get("below_chance"):
+            lines.append("".join(f"* {b}\n" for b in results["below_chance"]))
     if results["per_subject"]:
         lines.append("## Per subject\n\n" + subject_rows(results))
     networks = "".join(

@@ -19,7 +19,8 @@ Controls (``controls: true``, the default, for every run): the **shuffled-EEG** 
 trial on the EEG of a trial of another picture (:func:`dreamdiffusion.controls.image_derangement`, seeded,
 over the whole split) and the **null-condition** control on the pipeline's learned unconditional input;
 both use the trial's own sampling seeds and are scored against the trial's own picture. They must land at
-chance within their interval; one that does not is reported as a failure of the run. A partner trial may be
+chance within their interval; one whose interval lies above chance is reported as a failure of the run
+(below chance is reported too: a model that reads EEG draws the partner's picture, never the trial's own). A partner trial may be
 in another batch or process: every process reads the split from the test loader's dataset (EEG only, through
 ``trial_info`` when the dataset has it) and fetches the partner's EEG by position.
 
@@ -425,7 +426,9 @@ class EvalModule(L.LightningModule):
         indices = table["index"].tolist()
         names = [self.split[i]["image_name"] for i in indices]
         subjects = [self.split[i]["subject"] for i in indices]
-        summary = summarise(table, names, subjects, self.bootstrap, self.n_way, self.top_k, self.controls)
+        labels = meaningful_labels(self.provenance, self.clip_model_source)
+        random_figures = frozenset(k for k, v in labels.items() if not v["meaningful"])
+        summary = summarise(table, names, subjects, self.bootstrap, self.n_way, self.top_k, self.controls, random_figures)
         notes: list[str] = []
         metrics: dict[str, float | int | None] = {}
         fid = self.image_metrics.fid
@@ -460,7 +463,6 @@ class EvalModule(L.LightningModule):
             notes.append("null-condition control: no EEG, so no CLIP-head prediction and no retrieval figure")
         ci = {key: summary["ci"].get(key) for key in ("psnr", "ssim", "lpips", "top1_mean", "top1_best", "retrieval_top1")}
         ci.update(self.set_level_intervals())
-        labels = meaningful_labels(self.provenance, self.clip_model_source)
         for key, label in labels.items():
             if not label["meaningful"] and metrics.get(key) is not None:
                 notes.append(f"{key}: {label['reason']}")
@@ -476,6 +478,7 @@ class EvalModule(L.LightningModule):
             "controls": summary["controls"],
             "per_subject": summary["per_subject"],
             "failures": summary["failures"],
+            "below_chance": summary["below_chance"],
             "settings": {
                 "num_samples": self.num_samples,
                 "sampler": self.sampler,
