@@ -375,7 +375,7 @@ class TrialTable(Metric):
     def compute(self) -> dict[str, Tensor]:
         from torchmetrics.utilities import dim_zero_cat
 
-        if not self.index:
+        if isinstance(self.index, list) and not self.index:  # after a sync the states are gathered tensors
             raise RuntimeError("TrialTable.compute() before any update: no trial was scored")
         index = dim_zero_cat(self.index)
         order = index.argsort()
