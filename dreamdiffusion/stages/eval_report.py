@@ -62,9 +62,10 @@ DEFINITIONS = {
 
 
 def interval(values: Tensor, settings: BootstrapSettings) -> list[float] | None:
-    """``[low, high]`` bootstrap interval of the mean of finite per-trial ``values``, ``None`` without any."""
-    values = values[torch.isfinite(values)]
-    return list(mean_interval(values, settings)) if values.numel() else None
+    """``[low, high]`` bootstrap interval of the mean of per-trial ``values`` (NaN: the trial has no value);
+    ``None`` without any value or with an infinite one (PSNR of a sample equal to its picture)."""
+    values = values[~values.isnan()]
+    return list(mean_interval(values, settings)) if values.numel() and values.isfinite().all() else None
 
 
 def hits_of(table: dict[str, Tensor], prefix: str, names: list[str]) -> tuple[Tensor, int] | None:
@@ -94,8 +95,8 @@ def condition_figures(table: dict[str, Tensor], prefix: str, names: list[str], k
             values, candidates = found[0][keep], found[1]
         else:
             values = table[f"{prefix}{key}"][:, 0][keep]
-        finite = values[torch.isfinite(values)]
-        figures[key] = float(finite.mean()) if finite.numel() else None
+        known = values[~values.isnan()]
+        figures[key] = float(known.mean()) if known.numel() and known.isfinite().all() else None
         intervals[key] = interval(values, settings)
     return figures, intervals, candidates
 
