@@ -200,9 +200,12 @@ DIGITS = {"fid": (2, False), "inception_score": (2, False), "psnr": (1, False), 
 
 def control_rows(results: dict) -> str:
     st = results["settings"]
-    way = f"{st['n_way']}-way top-{st['top_k']}"
+    way = f"{st['n_way']}-way top-{st['top_k']} (mean of samples)"
+    if results.get("meaningful", {}).get("top1_mean", {}).get("meaningful") is False:
+        way += f" ({NOT_MEANINGFUL})"
+    lpips = "LPIPS" + (f" ({NOT_MEANINGFUL})" if results.get("meaningful", {}).get("lpips", {}).get("meaningful") is False else "")
     lines = [
-        f"| condition | {way} (mean of samples) | EEG→CLIP retrieval top-1 | PSNR | SSIM | LPIPS |",
+        f"| condition | {way} | EEG→CLIP retrieval top-1 | PSNR | SSIM | {lpips} |",
         "|---|---|---|---|---|---|",
     ]
     ours = {"metrics": results["metrics"], "ci": results["ci"]}
@@ -224,7 +227,8 @@ def control_rows(results: dict) -> str:
 
 
 def subject_rows(results: dict) -> str:
-    lines = ["| subject | trials | n-way top-1 (mean of samples) | EEG→CLIP retrieval top-1 | PSNR | SSIM | LPIPS |",
+    st = results["settings"]
+    lines = [f"| subject | trials | {st['n_way']}-way top-{st['top_k']} (mean of samples) | EEG→CLIP retrieval top-1 | PSNR | SSIM | LPIPS |",
              "|---|---|---|---|---|---|---|"]
     for subject, part in results["per_subject"].items():
         cells = [with_ci(part["metrics"].get(k), part["ci"].get(k), *DIGITS[k]) for k in ("top1_mean", "retrieval_top1", "psnr", "ssim", "lpips")]
@@ -276,7 +280,8 @@ def metrics_table(results: dict) -> str:
         if results.get("below_chance"):
             lines.append("".join(f"* {b}\n" for b in results["below_chance"]))
     if results["per_subject"]:
-        lines.append("## Per subject\n\n" + subject_rows(results))
+        lines.append("## Per subject\n\n" + subject_rows(results) + "\nFID and IS are figures of a whole set of images: "
+                     "not broken down by subject. Retrieval per subject ranks against the whole split's images.\n")
     networks = "".join(
         f"| {metric} | {label.get('network') or '–'} | {label.get('provenance', '–')} | "
         f"{'yes' if label['meaningful'] else NOT_MEANINGFUL} |\n"
