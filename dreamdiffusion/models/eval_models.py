@@ -340,8 +340,8 @@ def build_tiny_eval_networks(folder: str | os.PathLike, seed: int = 0, n_classes
 
 def write_random_inception_v3(path: str | os.PathLike, seed: int = 0) -> Path:
     """Save torch-fidelity's FID Inception-v3 (the real architecture, 23.9M parameters) with **random** weights
-    to ``path`` (safetensors): for tests and benchmarks of the ``inception_v3_fidelity`` loading path without
-    the published file. Its figures mean nothing."""
+    to ``path`` (safetensors, metadata ``{"provenance": "random"}``): for tests and benchmarks of the
+    ``inception_v3_fidelity`` loading path without the published file. Its figures mean nothing."""
     from unittest import mock
 
     from safetensors.torch import save_file
@@ -358,7 +358,7 @@ def write_random_inception_v3(path: str | os.PathLike, seed: int = 0) -> Path:
         net = RandomInception("inception-v3-compat", ["2048"])
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata={"provenance": RANDOM})
     return path
 
 

@@ -145,6 +145,7 @@ def test_fid_inception_loads_from_a_local_file(tmp_path):
     pool, logits = load_inception(InceptionConfig("inception_v3_fidelity", str(path)))
     images = (torch.rand(2, 3, 64, 64) * 255).to(torch.uint8)
     assert pool.num_features == 2048 and pool(images).shape == (2, 2048) and logits(images).shape == (2, 1008)
+    assert pool.provenance == logits.provenance == "random"
     from safetensors.torch import load_file
 
     state = load_file(str(path))
