@@ -4,8 +4,10 @@
 * :class:`ImageMetrics` — FID (Inception-v3 pool features, 2048), IS (:class:`InceptionScore`: Inception-v3 logits, 10 splits), PSNR
   (mean over images) and SSIM (Gaussian 11×11, σ 1.5), both with data range 1.0 on images in [0, 1], and LPIPS
   (AlexNet), from torchmetrics, around feature networks loaded by :mod:`dreamdiffusion.models.eval_models`.
-* :class:`PerceptualDistance` — LPIPS as a metric around an injected network (torchmetrics' own class
-  always downloads its backbone; ours takes the network so the AlexNet can come from a local file).
+* :class:`TrialTable` — per-trial values gathered from every process (the bootstrap and the controls need
+  each trial's value, not only a sum).
+* :func:`frechet_distance`, :func:`inception_score_from_logits` — FID and IS from stored features, so both
+  can be recomputed on resampled trial sets.
 
 Images passed to :meth:`ImageMetrics.update` are float ``[N, 3, H, W]`` in ``[0, 1]``.
 """
@@ -100,31 +102,6 @@ class MeanMetric(Metric):
         return self.total / self.count
 
 
-class PerceptualDistance(Metric):
-    """LPIPS (Zhang et al. 2018) around an injected network ``net(a, b) -> [N, 1, 1, 1]`` taking images in
-    ``[-1, 1]``; mean over image pairs. Build ``net`` with :func:`dreamdiffusion.models.eval_models.load_lpips_net`."""
-
-    full_state_update = False
-    higher_is_better = False
-
-    def __init__(self, net: nn.Module, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.net = net.eval().requires_grad_(False)
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """``preds``, ``target``: ``[N, 3, H, W]`` in ``[0, 1]``."""
-        distance = self.net(preds.float() * 2 - 1, target.float() * 2 - 1).flatten()
-        self.total += distance.double().sum()
-        self.count += distance.numel()
-
-    def compute(self) -> Tensor:
-        if self.count == 0:
-            raise RuntimeError("PerceptualDistance.compute() before any update")
-        return self.total / self.count
-
-
 class InceptionScore(Metric):
     """Inception Score (Salimans et al. 2016) with torchmetrics' formula — ``exp(E_x KL(p(y|x) ‖ p(y)))`` per
     split, mean and std over ``splits`` — but with the images ordered by an integer key before splitting
@@ -161,13 +138,47 @@ class InceptionScore(Metric):
         if keys.numel() < self.splits:
             raise RuntimeError(f"Inception Score needs at least {self.splits} images for {self.splits} splits, got {keys.numel()}")
         logits = dim_zero_cat(self.logits).double().view(keys.numel(), -1)[keys.argsort()]
-        scores = []
-        for chunk in logits.chunk(self.splits, dim=0):
-            prob, log_prob = chunk.softmax(dim=1), chunk.log_softmax(dim=1)
-            mean_prob = prob.mean(dim=0, keepdim=True)
-            scores.append((prob * (log_prob - mean_prob.log())).sum(dim=1).mean().exp())
-        scores = torch.stack(scores)
-        return scores.mean().float(), scores.std().float()
+        return inception_score_from_logits(logits, self.splits)
+
+
+def inception_score_from_logits(logits: Tensor, splits: int) -> tuple[Tensor, Tensor]:
+    """Inception Score of images with Inception logits ``[N, C]`` in their given order: ``exp(E_x KL(p(y|x) ‖ p(y)))``
+    in each of ``splits`` consecutive chunks; (mean, std) over chunks."""
+    scores = []
+    for chunk in logits.double().chunk(splits, dim=0):
+        prob, log_prob = chunk.softmax(dim=1), chunk.log_softmax(dim=1)
+        mean_prob = prob.mean(dim=0, keepdim=True)
+        scores.append((prob * (log_prob - mean_prob.log())).sum(dim=1).mean().exp())
+    scores = torch.stack(scores)
+    return scores.mean().float(), scores.std().float()
+
+
+def frechet_distance(real: Tensor, fake: Tensor) -> float:
+    """FID between the Gaussians fitted to feature sets ``real [n1, d]`` and ``fake [n2, d]`` (Heusel et al. 2017):
+    ``‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2 tr (Σ1 Σ2)^{1/2}``, the same figure as torchmetrics' FID on the same features.
+
+    ``tr (Σ1 Σ2)^{1/2}`` is the sum of singular values of ``X1 X2ᵀ / sqrt((n1 − 1)(n2 − 1))`` (``X`` centred
+    features), computed in the smaller of the trial and feature dimensions: a 2048-feature FID over a few
+    hundred images costs milliseconds, so it can be recomputed for every bootstrap resample.
+    """
+    if real.shape[0] < 2 or fake.shape[0] < 2:
+        raise ValueError(f"FID needs at least 2 images per set, got {real.shape[0]} and {fake.shape[0]}")
+    real, fake = real.double(), fake.double()
+    mu1, mu2 = real.mean(dim=0), fake.mean(dim=0)
+    x1, x2 = real - mu1, fake - mu2
+    scale = ((real.shape[0] - 1) * (fake.shape[0] - 1)) ** 0.5
+    d = real.shape[1]
+    if min(real.shape[0], fake.shape[0]) < d:
+        small, large = (x1, x2) if x1.shape[0] <= x2.shape[0] else (x2, x1)
+        cross = small @ large.T  # [n_small, n_large]
+        eig = torch.linalg.eigvalsh(cross @ cross.T)
+    else:
+        c1_values, c1_vectors = torch.linalg.eigh(x1.T @ x1)
+        root = c1_vectors @ torch.diag(c1_values.clamp(min=0).sqrt()) @ c1_vectors.T
+        eig = torch.linalg.eigvalsh(root @ (x2.T @ x2) @ root)
+    trace_root = eig.clamp(min=0).sqrt().sum() / scale
+    traces = (x1 * x1).sum() / (real.shape[0] - 1) + (x2 * x2).sum() / (fake.shape[0] - 1)
+    return float((mu1 - mu2).square().sum() + traces - 2 * trace_root)
 
 
 @dataclass(frozen=True)
@@ -199,7 +210,7 @@ class ImageMetrics(nn.Module):
 
     def __init__(self, fid_feature: nn.Module, is_feature: nn.Module, lpips_net: nn.Module, settings: MetricSettings) -> None:
         super().__init__()
-        from torchmetrics.image import FrechetInceptionDistance, StructuralSimilarityIndexMeasure
+        from torchmetrics.image import FrechetInceptionDistance
 
         self.settings = settings
         self.fid = FrechetInceptionDistance(feature=fid_feature, normalize=False)
@@ -209,10 +220,11 @@ class ImageMetrics(nn.Module):
         # mean of per-image PSNR (not the PSNR of the pooled error), kept as sum + count states: torchmetrics'
         # per-image PSNR keeps lists of mixed dtypes that cannot be gathered from a process without images
         self.psnr = MeanMetric()
-        self.ssim = StructuralSimilarityIndexMeasure(
-            data_range=settings.data_range, kernel_size=settings.ssim_kernel_size, sigma=settings.ssim_sigma
-        )
-        self.lpips = PerceptualDistance(lpips_net)
+        # SSIM and LPIPS as means of per-image values (torchmetrics' SSIM mean is the same figure): the
+        # per-image values are what stage 3 bootstraps over trials
+        self.ssim = MeanMetric()
+        self.lpips_net = lpips_net.eval().requires_grad_(False)
+        self.lpips = MeanMetric()
 
     def update(self, generated: Tensor, ground_truth: Tensor) -> None:
         """``generated``, ``ground_truth``: ``[N, 3, H, W]`` in ``[0, 1]``, pair ``i`` ↔ ``i``, same size.
@@ -225,22 +237,39 @@ class ImageMetrics(nn.Module):
         """Ground-truth images ``[N, 3, H, W]`` in ``[0, 1]`` → FID's real statistics."""
         self.fid.update(to_uint8(ground_truth), real=True)
 
-    def update_generated(self, generated: Tensor, ground_truth: Tensor, keys: Tensor | None = None) -> None:
+    def update_generated(self, generated: Tensor, ground_truth: Tensor, keys: Tensor | None = None) -> dict[str, Tensor]:
         """Generated images and their ground truth (same shape) → FID fake statistics, IS, PSNR, SSIM, LPIPS.
-        ``keys``: distinct integer ids (< 2**24) of the generated images, ordering them for IS."""
+        ``keys``: distinct integer ids (< 2**24) of the generated images, ordering them for IS. Returns the
+        per-image scores of :meth:`pair_scores`."""
+        scores = self.pair_scores(generated, ground_truth)
+        self.fid.update(to_uint8(generated), real=False)
+        self.inception_score.update(to_uint8(generated), keys)
+        self.psnr.update(scores["psnr"])
+        self.ssim.update(scores["ssim"])
+        self.lpips.update(scores["lpips"])
+        return scores
+
+    @torch.no_grad()
+    def pair_scores(self, generated: Tensor, ground_truth: Tensor) -> dict[str, Tensor]:
+        """Per-image ``psnr``, ``ssim``, ``lpips`` ``[N]`` of generated vs ground-truth images ``[N, 3, H, W]``
+        in ``[0, 1]`` (same shape); updates no state."""
+        from torchmetrics.functional.image import structural_similarity_index_measure
+
         if generated.shape != ground_truth.shape:
             raise ValueError(
                 f"generated images {tuple(generated.shape)} and ground truth {tuple(ground_truth.shape)} differ; "
                 "resize the ground truth to the generated size first"
             )
         generated, ground_truth = generated.float(), ground_truth.float()
-        self.fid.update(to_uint8(generated), real=False)
-        self.inception_score.update(to_uint8(generated), keys)
-        self.psnr.update(
-            peak_signal_noise_ratio(generated, ground_truth, data_range=self.settings.data_range, dim=(1, 2, 3), reduction="none")
-        )
-        self.ssim.update(generated, ground_truth)
-        self.lpips.update(generated, ground_truth)
+        st = self.settings
+        return {
+            "psnr": peak_signal_noise_ratio(generated, ground_truth, data_range=st.data_range, dim=(1, 2, 3), reduction="none"),
+            "ssim": structural_similarity_index_measure(
+                generated, ground_truth, data_range=st.data_range, kernel_size=st.ssim_kernel_size, sigma=st.ssim_sigma,
+                reduction="none",
+            ),
+            "lpips": self.lpips_net(generated * 2 - 1, ground_truth * 2 - 1).flatten(),
+        }
 
     def compute(self) -> dict[str, float]:
         is_mean, is_std = self.inception_score.compute()
@@ -265,14 +294,20 @@ def image_ids(names: list[str], device: torch.device | str | None = None) -> Ten
     return torch.tensor([float(zlib.crc32(n.encode())) for n in names], dtype=torch.float64, device=device)
 
 
-def retrieval_top1(predicted: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:
-    """EEG→CLIP retrieval: share of queries whose most cosine-similar gallery embedding is of their own image.
+def retrieval_hits(predicted: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:
+    """EEG→CLIP retrieval per query ``[N]`` (1.0 hit, 0.0 miss): is the gallery embedding most cosine-similar to
+    ``predicted[i]`` one of query ``i``'s own image?
 
     ``predicted [N, d]`` = h(y) per trial; ``gallery [M, d]`` = CLIP image embeddings (an image may appear
     several times: its copies are identical, so ranking is unchanged).
     """
     sim = nn.functional.normalize(predicted.float(), dim=-1) @ nn.functional.normalize(gallery.float(), dim=-1).T
-    return (gallery_ids[sim.argmax(dim=1)] == query_ids).float().mean()
+    return (gallery_ids[sim.argmax(dim=1)] == query_ids).float()
+
+
+def retrieval_top1(predicted: Tensor, gallery: Tensor, query_ids: Tensor, gallery_ids: Tensor) -> Tensor:
+    """EEG→CLIP retrieval top-1: the share of :func:`retrieval_hits`."""
+    return retrieval_hits(predicted, gallery, query_ids, gallery_ids).mean()
 
 
 class RetrievalTop1(nn.Module):
@@ -304,3 +339,47 @@ class RetrievalTop1(nn.Module):
     def reset(self) -> None:
         for metric in (self.predicted, self.target, self.image):
             metric.reset()
+
+
+# ------------------------------------------------------------------------------------- per-trial values
+class TrialTable(Metric):
+    """Per-trial values from every process, as rows keyed by trial index.
+
+    ``widths`` names the columns and their widths (1 for a scalar, ``d`` for an embedding); every update
+    gives every column for the same ``B`` trials. States are flattened ``cat`` lists, so a process joins the
+    gather even when it scored no trial; :meth:`compute` returns ``{"index": [N], column: [N, width]}`` sorted
+    by trial index, identical for any batch size or number of processes. ``dtype`` float32 halves the memory
+    of wide columns (feature vectors); indices must then stay below 2**24.
+    """
+
+    full_state_update = False
+
+    def __init__(self, widths: dict[str, int], dtype: torch.dtype = torch.float64, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.widths = dict(widths)
+        self.add_state("index", [], dist_reduce_fx="cat")
+        for name in self.widths:
+            self.add_state(f"column_{name}", [], dist_reduce_fx="cat")
+        self.set_dtype(dtype)
+
+    def update(self, index: Tensor, **columns: Tensor) -> None:
+        if set(columns) != set(self.widths):
+            raise ValueError(f"TrialTable.update needs exactly the columns {sorted(self.widths)}, got {sorted(columns)}")
+        if self.dtype == torch.float32 and index.numel() and int(index.max()) >= 2**24:
+            raise ValueError("a float32 TrialTable holds trial indices below 2**24 only")
+        n = index.numel()
+        self.index.append(index.detach().to(self.device, self.dtype).flatten())
+        for name, width in self.widths.items():
+            getattr(self, f"column_{name}").append(columns[name].detach().reshape(n, width).to(self.device, self.dtype).flatten())
+
+    def compute(self) -> dict[str, Tensor]:
+        from torchmetrics.utilities import dim_zero_cat
+
+        if isinstance(self.index, list) and not self.index:  # after a sync the states are gathered tensors
+            raise RuntimeError("TrialTable.compute() before any update: no trial was scored")
+        index = dim_zero_cat(self.index)
+        order = index.argsort()
+        table = {"index": index[order].long()}
+        for name, width in self.widths.items():
+            table[name] = dim_zero_cat(getattr(self, f"column_{name}")).view(-1, width)[order]
+        return table

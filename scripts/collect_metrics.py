@@ -10,8 +10,12 @@ a ``metrics.json`` file or a glob of either. Without a label a row is named afte
 ``metrics.json`` — or, when that folder is called ``eval``, after its parent (``runs/table2/no_clip/eval``
 → ``no_clip``). Rows keep the order of the arguments (a glob's matches sorted).
 
-Columns: EEG→CLIP retrieval top-1 with its chance level (1 / number of candidate images), n-way top-1
-(mean over samples, as the paper's Table 2), FID, IS, PSNR, SSIM, LPIPS. ``--paper-table2`` adds the
+Columns: generated-image n-way top-1 (mean over samples, as the paper's Table 2) and EEG→CLIP retrieval
+top-1, each with its 95% bootstrap interval over trials and its chance level; FID and IS with the Inception
+network they were measured with; SSIM; PSNR. A figure measured with a random network is labelled "random
+network — not meaningful" (``meaningful: false`` in metrics.json). Below the runs: the shuffled-EEG and
+null-condition control rows of one run (``--controls-from LABEL``, default the first run), then notes: a
+capped n-way, and every failure a run reported (a control above chance). ``--paper-table2`` adds the
 paper's Table 2 50-way top-1 (%) beside each row whose label is a Table 2 row name (see ``TABLE2``).
 """
 
@@ -84,6 +88,10 @@ def read_metrics(path: Path) -> dict:
     return results
 
 
+NOT_MEANINGFUL = "random network — not meaningful"
+CONTROL_ROWS = {"shuffled_eeg": "shuffled EEG", "null_condition": "null condition"}
+
+
 def fmt(value, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -92,44 +100,114 @@ def percent(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
-def table(rows: list[tuple[str, dict]], paper_table2: bool = False) -> str:
-    """The Markdown table for ``[(label, metrics.json contents)]``."""
+def with_ci(value, bounds, show) -> str:
+    """``value [low, high]`` with ``show`` formatting each number; no interval when the file has none."""
+    text = show(value)
+    return text + f" [{show(bounds[0])}, {show(bounds[1])}]" if value is not None and bounds else text
+
+
+def labelled(text: str, results: dict, key: str) -> str:
+    """A figure from a random network says so (``meaningful: false`` in metrics.json)."""
+    return f"{text} ({NOT_MEANINGFUL})" if results.get("meaningful", {}).get(key, {}).get("meaningful") is False else text
+
+
+def chance_note(value, chance) -> str:
+    return f"{value} (chance {percent(chance)})" if chance else value
+
+
+def network_name(results: dict) -> str:
+    inception = results["settings"].get("inception", {})
+    return inception.get("architecture", "?") if isinstance(inception, dict) else "?"
+
+
+def run_cells(r: dict, same_way: bool) -> list[str]:
+    """n-way top-1, retrieval, FID, IS, SSIM, PSNR of one run, with intervals, chance and labels."""
+    m, st, ci = r["metrics"], r["settings"], r.get("ci", {})
+    way = chance_note(with_ci(m.get("top1_mean"), ci.get("top1_mean"), percent), st["top_k"] / st["n_way"])
+    if not same_way:
+        way += f" ({st['n_way']}-way top-{st['top_k']})"
+    candidates = m.get("retrieval_candidates")
+    retrieval = chance_note(with_ci(m.get("retrieval_top1"), ci.get("retrieval_top1"), percent), 1 / candidates if candidates else None)
+    return [
+        labelled(way, r, "top1_mean"),
+        retrieval,
+        labelled(with_ci(m.get("fid"), ci.get("fid"), lambda v: fmt(v, 2)), r, "fid"),
+        labelled(with_ci(m.get("inception_score"), ci.get("inception_score"), lambda v: fmt(v, 2)), r, "inception_score"),
+        with_ci(m.get("ssim"), ci.get("ssim"), lambda v: fmt(v, 3)),
+        with_ci(m.get("psnr"), ci.get("psnr"), lambda v: fmt(v, 1)),
+    ]
+
+
+def control_cells(r: dict, name: str) -> list[str] | None:
+    """The same columns for a control of run ``r`` (FID/IS are not computed for controls)."""
+    control = r.get("controls", {}).get(name)
+    if not control:
+        return None
+    m, ci, chance = control["metrics"], control["ci"], control["chance"]
+    way = chance_note(with_ci(m.get("top1_mean"), ci.get("top1_mean"), percent), chance.get("top1_mean"))
+    return [
+        labelled(way, r, "top1_mean"),
+        chance_note(with_ci(m.get("retrieval_top1"), ci.get("retrieval_top1"), percent), chance.get("retrieval_top1")),
+        "–",
+        "–",
+        with_ci(m.get("ssim"), ci.get("ssim"), lambda v: fmt(v, 3)),
+        with_ci(m.get("psnr"), ci.get("psnr"), lambda v: fmt(v, 1)),
+    ]
+
+
+def table(rows: list[tuple[str, dict]], paper_table2: bool = False, controls_of: str | None = None) -> str:
+    """The Markdown table for ``[(label, metrics.json contents)]``, then the controls of run ``controls_of``
+    (default: the first run), the runs' failures and the notes the figures need (capped n-way, random networks)."""
     ways = {(r["settings"]["n_way"], r["settings"]["top_k"]) for _, r in rows}
     same_way = len(ways) == 1
     way_head = "{}-way top-{}".format(*next(iter(ways))) if same_way else "n-way top-k"
-    head = ["run", "EEG→CLIP retrieval top-1 (chance)", f"{way_head} ↑", "FID ↓", "IS ↑", "PSNR ↑", "SSIM ↑", "LPIPS ↓"]
+    networks = {network_name(r) for _, r in rows}
+    net = f" [{next(iter(networks))}]" if len(networks) == 1 else ""
+    head = ["run", f"{way_head} (mean of samples) ↑", "EEG→CLIP retrieval top-1 ↑", f"FID{net} ↓", f"IS{net} ↑", "SSIM ↑", "PSNR ↑"]
     if paper_table2:
         head.append("paper Table 2 top-1")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, r in rows:
-        m, st = r["metrics"], r["settings"]
-        retrieval = percent(m.get("retrieval_top1"))
-        if m.get("retrieval_candidates"):
-            retrieval += f" ({percent(1 / m['retrieval_candidates'])})"
-        way = percent(m.get("top1_mean"))
-        if not same_way:
-            way += f" ({st['n_way']}-way top-{st['top_k']})"
-        cells = [
-            label, retrieval, way, fmt(m.get("fid"), 2), fmt(m.get("inception_score"), 2), fmt(m.get("psnr"), 1),
-            fmt(m.get("ssim"), 3), fmt(m.get("lpips"), 3),
-        ]
+        cells = [label, *run_cells(r, same_way)]
+        if not net:
+            cells[3] += f" ({network_name(r)})"
+            cells[4] += f" ({network_name(r)})"
         if paper_table2:
             cells.append(f"{TABLE2[label]}%" if label in TABLE2 else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    by_label = dict(rows)
+    source = controls_of if controls_of is not None else rows[0][0]
+    if source not in by_label:
+        raise ValueError(f"--controls-from {source!r} is not one of the runs ({', '.join(by_label)})")
+    for name, title in CONTROL_ROWS.items():
+        cells = control_cells(by_label[source], name)
+        if cells is not None:
+            lines.append("| " + " | ".join([f"{title} control ({source})", *cells] + (["–"] if paper_table2 else [])) + " |")
+    notes = []
+    for label, r in rows:
+        st = r["settings"]
+        if st.get("n_way_requested", st["n_way"]) > st["n_way"]:
+            notes.append(
+                f"{label}: {st['n_way']}-way, not {st['n_way_requested']}-way — the classifier has only "
+                f"{st.get('classifier_classes', st['n_way'])} classes"
+            )
+        notes += [f"FAILURE of {label}: {f}" for f in r.get("failures", [])]
+    intervals = "[low, high]: 95% bootstrap interval over EEG trials; (chance) beside the figures that have one"
+    return "\n".join(lines) + "\n\n" + "".join(f"* {n}\n" for n in [intervals, *notes])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="[LABEL=]PATH", help="evaluation folder, metrics.json, or a glob")
     parser.add_argument("--paper-table2", action="store_true", help="add the paper's Table 2 50-way top-1 per row name")
+    parser.add_argument("--controls-from", metavar="LABEL", help="run whose control rows are shown (default: the first)")
     args = parser.parse_args(argv)
     try:
         rows = [(label, read_metrics(path)) for label, path in resolve(args.runs)]
+        print(table(rows, paper_table2=args.paper_table2, controls_of=args.controls_from), end="")
     except (OSError, ValueError) as e:
         print(f"collect_metrics: {e}", file=sys.stderr)
         return 1
-    print(table(rows, paper_table2=args.paper_table2), end="")
     return 0
 
 

@@ -284,6 +284,17 @@ class PairedEEGImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.positions)
 
+    def trial_info(self, i: int) -> dict:
+        """Item ``i`` without its picture: ``eeg``, ``label``, ``subject``, ``image_name``, ``index`` (no file is
+        read; stage 3 uses it to pair trials across the whole split)."""
+        return {
+            "eeg": self.windows[i],
+            "label": self.labels[i],
+            "subject": self.subjects[i],
+            "image_name": self.image_names[i],
+            "index": self.positions[i],
+        }
+
     def __getitem__(self, i: int) -> dict:
         name = self.image_names[i]
         picture = read_image(self.image_paths[name])
@@ -291,13 +302,9 @@ class PairedEEGImageDataset(Dataset):
         if self.augment_p > 0 and float(torch.rand(())) < self.augment_p:
             shown = random_crop(picture, self.crop_fraction)
         item = {
-            "eeg": self.windows[i],
+            **self.trial_info(i),
             "image": to_tensor(shown, self.image_size),
             "clip_pixels": self.clip_processor(images=picture, return_tensors="pt").pixel_values[0].float(),
-            "label": self.labels[i],
-            "subject": self.subjects[i],
-            "image_name": name,
-            "index": self.positions[i],
         }
         for key, table in self.cached.items():
             item[key] = table[self.cache_row[name]]

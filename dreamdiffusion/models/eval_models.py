@@ -19,6 +19,10 @@ LPIPS AlexNet      torchvision ``AlexNet_Weights.IMAGENET1K_V1``  ``alexnet-owt-
 Tiny versions for tests and the demo (:func:`build_tiny_eval_networks`) are the same classifier builder
 (torchvision) and AlexNet with random weights, and :class:`TinyInception`; they are saved to files and loaded
 back through the same functions a cluster uses.
+
+Provenance: every weights file this project writes carries safetensors metadata ``"provenance"`` (``"random"``
+for random networks, a description for trained ones). Each loader sets ``provenance`` on the network it
+returns (:func:`weights_provenance`), so stage 3 can label a figure that comes from a random network.
 """
 
 from __future__ import annotations
@@ -60,6 +64,22 @@ def read_state_dict(path: str | os.PathLike, what: str) -> dict[str, Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{what} weights file {path} does not hold a flat state dict of tensors")
     return state
+
+
+PUBLISHED = "published"
+RANDOM = "random"
+
+
+def weights_provenance(path: str | os.PathLike | None) -> str:
+    """Where a network's weights come from: ``None`` (the library's download) or a PyTorch file (the format the
+    published weights come in; this project writes safetensors only) → ``"published"``; a ``.safetensors``
+    file → its ``"provenance"`` metadata (``"random"`` for the tiny random networks), ``"unlabelled"`` without."""
+    if path is None or Path(path).suffix != ".safetensors":
+        return PUBLISHED
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get("provenance", "unlabelled")
 
 
 def download_state_dict(url: str, what: str) -> dict[str, Tensor]:
@@ -161,7 +181,9 @@ def load_classifier(config: ClassifierConfig) -> ImageClassifier:
         state = download_state_dict(weights.url, f"classifier {config.architecture} {config.weights}")
     load_strict(model, state, f"classifier weights {source}")
     num_classes = int(kwargs["num_classes"])
-    return ImageClassifier(model, preprocess, num_classes)
+    classifier = ImageClassifier(model, preprocess, num_classes)
+    classifier.provenance = weights_provenance(config.weights_path)
+    return classifier
 
 
 # ------------------------------------------------------------------------------------------------- Inception
@@ -223,6 +245,7 @@ def load_inception(config: InceptionConfig) -> tuple[nn.Module, nn.Module]:
         for output in ("pool", "logits"):
             net = TinyInception(meta["num_features"], meta["n_classes"], output)
             nets.append(load_strict(net, state, f"Inception weights {config.weights_path}").eval().requires_grad_(False))
+            nets[-1].provenance = weights_provenance(config.weights_path)
         return nets[0], nets[1]
     if config.architecture != "inception_v3_fidelity":
         raise ValueError(f"inception architecture {config.architecture!r}: choose 'inception_v3_fidelity' or 'tiny'")
@@ -241,7 +264,10 @@ def load_inception(config: InceptionConfig) -> tuple[nn.Module, nn.Module]:
         logits = NoTrainInceptionV3(
             name="inception-v3-compat", features_list=["logits_unbiased"], feature_extractor_weights_path=str(safe_copy)
         )
-    return InceptionOutput(pool, 2048), InceptionOutput(logits, 1008)
+    nets = InceptionOutput(pool, 2048), InceptionOutput(logits, 1008)
+    for net in nets:
+        net.provenance = weights_provenance(config.weights_path)
+    return nets
 
 
 # ----------------------------------------------------------------------------------------------------- LPIPS
@@ -275,6 +301,7 @@ def load_lpips_net(config: LPIPSConfig) -> nn.Module:
     for slice_ in (net.net.slice1, net.net.slice2, net.net.slice3, net.net.slice4, net.net.slice5):
         for name, layer in slice_.named_children():
             layer.load_state_dict(alexnet_features[int(name)].state_dict(), strict=True)
+    net.provenance = weights_provenance(config.weights_path)
     return net.eval().requires_grad_(False)
 
 
@@ -285,6 +312,8 @@ def build_tiny_eval_networks(folder: str | os.PathLike, seed: int = 0, n_classes
     * ``classifier.safetensors``: torchvision ``squeezenet1_1`` with ``n_classes`` classes (64 px input);
     * ``inception.safetensors`` + ``inception.json``: :class:`TinyInception` (64 pool features);
     * ``alexnet.safetensors``: torchvision AlexNet convolutional features.
+
+    Each file carries the safetensors metadata ``{"provenance": "random"}``: figures measured with them mean nothing.
     """
     import torchvision
     from safetensors.torch import save_file
@@ -298,7 +327,7 @@ def build_tiny_eval_networks(folder: str | os.PathLike, seed: int = 0, n_classes
     def save(module: nn.Module, name: str, prefix: str = "") -> str:
         state = {prefix + k: v.detach().contiguous() for k, v in module.state_dict().items()}
         with atomic_path(folder / name) as tmp:
-            save_file(state, str(tmp))
+            save_file(state, str(tmp), metadata={"provenance": RANDOM})
         return str(folder / name)
 
     paths = {"classifier": save(torchvision.models.squeezenet1_1(weights=None, num_classes=n_classes), "classifier.safetensors")}
@@ -311,8 +340,8 @@ def build_tiny_eval_networks(folder: str | os.PathLike, seed: int = 0, n_classes
 
 def write_random_inception_v3(path: str | os.PathLike, seed: int = 0) -> Path:
     """Save torch-fidelity's FID Inception-v3 (the real architecture, 23.9M parameters) with **random** weights
-    to ``path`` (safetensors): for tests and benchmarks of the ``inception_v3_fidelity`` loading path without
-    the published file. Its figures mean nothing."""
+    to ``path`` (safetensors, metadata ``{"provenance": "random"}``): for tests and benchmarks of the
+    ``inception_v3_fidelity`` loading path without the published file. Its figures mean nothing."""
     from unittest import mock
 
     from safetensors.torch import save_file
@@ -329,7 +358,7 @@ def write_random_inception_v3(path: str | os.PathLike, seed: int = 0) -> Path:
         net = RandomInception("inception-v3-compat", ["2048"])
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata={"provenance": RANDOM})
     return path
 
 

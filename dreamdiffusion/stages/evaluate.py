@@ -4,10 +4,25 @@
 ``num_samples`` images per EEG trial of the data module's test split and writes into the stage folder
 (``trainer.default_root_dir``, i.e. ``<run_dir>/eval``):
 
-* ``metrics.json`` — every metric with its settings, the number of images and the pipeline it scored;
-* ``metrics.md`` — a table shaped like the paper's Table 1 plus 50-way top-1, the paper's figures beside ours;
-* ``samples/`` — ``trial<index>_<image>_gt.png`` and ``trial<index>_<image>_sample<k>.png``, and one
-  ``grid_class<label>.png`` per class (rows: trials; columns: ground truth | samples).
+* ``metrics.json`` — every metric with its 95% bootstrap interval over trials (``ci``), the controls
+  (``controls.shuffled_eeg``, ``controls.null_condition``: figures, intervals, chance, ``at_chance``), the
+  per-subject breakdown (``per_subject``), which figures come from random networks (``meaningful``), the
+  ``failures`` of the run (a control off chance), the settings, the number of images and the pipeline;
+* ``metrics.md`` — failures first, then a table shaped like the paper's Table 1 plus 50-way top-1 (the paper's
+  figures beside ours), the controls, the per-subject table and the networks' provenance;
+* ``trials.csv`` — one row per trial: index, picture, class, subject and every per-trial value;
+* ``samples/`` — ``trial<index>_<image>_gt.png``, ``..._sample<k>.png`` and, with controls,
+  ``..._shuffled_sample<k>.png`` and ``..._null_sample<k>.png``; one ``grid_class<label>.png`` per class
+  (rows: trials; columns: ground truth | samples).
+
+Controls (``controls: true``, the default, for every run): the **shuffled-EEG** control conditions each
+trial on the EEG of a trial of another picture (:func:`dreamdiffusion.controls.image_derangement`, seeded,
+over the whole split) and the **null-condition** control on the pipeline's learned unconditional input;
+both use the trial's own sampling seeds and are scored against the trial's own picture. They must land at
+chance within their interval; one whose interval lies above chance is reported as a failure of the run
+(below chance is reported too: a model that reads EEG draws the partner's picture, never the trial's own). A partner trial may be
+in another batch or process: every process reads the split from the test loader's dataset (EEG only, through
+``trial_info`` when the dataset has it) and fetches the partner's EEG by position.
 
 ``dreamdiffusion predict -c configs/eval.yaml`` only generates, into ``<stage folder>/predictions/``.
 
@@ -19,6 +34,9 @@ generated and counted exactly once and the figures do not depend on batch size o
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import json
 import math
 import re
@@ -27,11 +45,20 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import CatMetric, SumMetric
 
 from dreamdiffusion.atomic import atomic_path, write_text
+from dreamdiffusion.bootstrap import BootstrapSettings, statistic_interval
+from dreamdiffusion.controls import image_derangement
 from dreamdiffusion.generation import derive_seed, generate_images, unet_calls
-from dreamdiffusion.metrics import ImageMetrics, MeanMetric, MetricSettings, NWayTopKAccuracy, RetrievalTop1, image_ids
+from dreamdiffusion.metrics import (
+    ImageMetrics,
+    MetricSettings,
+    NWayTopKAccuracy,
+    TrialTable,
+    frechet_distance,
+    inception_score_from_logits,
+    to_uint8,
+)
 from dreamdiffusion.models.eval_models import (
     ClassifierConfig,
     InceptionConfig,
@@ -40,12 +67,10 @@ from dreamdiffusion.models.eval_models import (
     load_inception,
     load_lpips_net,
 )
+from dreamdiffusion.models.condition import Condition
+from dreamdiffusion.stages.eval_report import DEFINITIONS, PAPER, meaningful_labels, metrics_table, summarise
 
-# The paper's figures (Table 1: DreamDiffusion and Brain2Image; Table 2: full model, 50-way top-1 in %).
-PAPER = {
-    "DreamDiffusion (paper)": {"fid": 3.61, "inception_score": 28.54, "psnr": 14.6, "ssim": 0.267, "lpips": 0.644, "top1": 45.8},
-    "Brain2Image (paper)": {"fid": 18.76, "inception_score": 5.06, "psnr": 12.8, "ssim": 0.213, "lpips": 0.701, "top1": None},
-}
+__all__ = ["EvalModule", "metrics_table", "PAPER", "DEFINITIONS"]
 
 
 def safe_name(text: str) -> str:
@@ -82,6 +107,11 @@ class EvalModule(L.LightningModule):
         Trials per class in each grid image.
     autocast
         bf16 autocast in sampling (``None``: on for CUDA with bf16).
+    controls
+        Run the shuffled-EEG and null-condition controls (triples the sampling cost). On by default.
+    bootstrap_resamples, bootstrap_set_resamples, confidence_level
+        Percentile-bootstrap resamples of the per-trial figures (1000) and of the set-level FID/IS (100;
+        0: no interval for them), and the interval's level (0.95). Seeded with ``seed``.
     """
 
     def __init__(
@@ -104,6 +134,10 @@ class EvalModule(L.LightningModule):
         local_files_only: bool = False,
         max_grid_rows: int = 8,
         autocast: bool | None = None,
+        controls: bool = True,
+        bootstrap_resamples: int = 1000,
+        bootstrap_set_resamples: int = 100,
+        confidence_level: float = 0.95,
     ) -> None:
         super().__init__()
         if num_samples < 1:
@@ -118,6 +152,8 @@ class EvalModule(L.LightningModule):
         self.n_way_requested, self.top_k, self.n_trials, self.is_splits = n_way, top_k, n_trials, is_splits
         self.clip_model_source, self.local_files_only = clip_model, local_files_only
         self.max_grid_rows = max_grid_rows
+        self.controls = controls
+        self.bootstrap = BootstrapSettings(bootstrap_resamples, bootstrap_set_resamples, confidence_level, seed)
         self.save_hyperparameters()
         self.loaded = False
 
@@ -141,14 +177,29 @@ class EvalModule(L.LightningModule):
         self.n_way = min(self.n_way_requested, self.classifier.num_classes)
         pool, logits = load_inception(self.inception_config)
         self.settings = MetricSettings(fid_features=int(pool.num_features), is_splits=self.is_splits)
-        self.image_metrics = ImageMetrics(pool, logits, load_lpips_net(self.lpips_config), self.settings)
-        self.n_way_metric = NWayTopKAccuracy(self.n_way, self.top_k, self.n_trials, self.seed)  # mean over samples
-        self.n_way_best = MeanMetric()  # best of the samples of each trial
-        self.trials = SumMetric()
-        self.trial_index = CatMetric().set_dtype(torch.float64)  # for the per-class grids
-        self.trial_label = CatMetric().set_dtype(torch.float64)
-        self.retrieval_trials = SumMetric()
-        self.retrieval = RetrievalTop1()
+        lpips_net = load_lpips_net(self.lpips_config)
+        self.image_metrics = ImageMetrics(pool, logits, lpips_net, self.settings)
+        self.feature_nets = (pool, logits)  # a tuple: not registered twice (they live in image_metrics)
+        self.provenance = {
+            name: getattr(net, "provenance", "unlabelled")
+            for name, net in (("classifier", self.classifier), ("inception", pool), ("lpips", lpips_net))
+        }
+        # scores each generated image's n-way trials; the figures come from the per-trial table
+        self.n_way_scorer = NWayTopKAccuracy(self.n_way, self.top_k, self.n_trials, self.seed)
+        clip_dim = self.condition_model.config.clip_dim
+        widths = {key: 1 for key in ("top1_mean", "top1_best", "psnr", "ssim", "lpips")}
+        widths.update(clip_predicted=clip_dim, clip_target=clip_dim)
+        if self.controls:
+            for prefix in ("shuffled_", "null_"):
+                widths.update({prefix + key: 1 for key in ("top1_mean", "psnr", "ssim", "lpips")})
+            widths["shuffled_clip_predicted"] = clip_dim
+        self.trial_table = TrialTable(widths)
+        self.feature_table = None
+        if self.bootstrap.set_resamples > 0:  # per-image Inception features, to recompute FID/IS on resamples
+            probe = torch.zeros(1, 3, self.out_size, self.out_size, dtype=torch.uint8)
+            d_pool, d_logits = (int(net(probe).shape[1]) for net in self.feature_nets)
+            s = self.num_samples
+            self.feature_table = TrialTable({"real": d_pool, "generated": s * d_pool, "logits": s * d_logits}, dtype=torch.float32)
         self.clip = None
         if self.clip_model_source is not None:
             from dreamdiffusion.models.backbones import load_clip
@@ -182,10 +233,38 @@ class EvalModule(L.LightningModule):
     def on_test_start(self) -> None:
         self.check_sharding(self.trainer.test_dataloaders)
         (self.stage_dir / "samples").mkdir(parents=True, exist_ok=True)
+        self.read_split()
 
     def on_predict_start(self) -> None:
         self.check_sharding(self.trainer.predict_dataloaders)
         (self.stage_dir / "predictions").mkdir(parents=True, exist_ok=True)
+
+    def read_split(self) -> None:
+        """Every trial of the evaluated split (index, picture, class, subject), on every process, and the
+        shuffled control's pairing. Uses the dataset's ``trial_info(i)`` (EEG only) when it has one, else its items."""
+        loaders = self.trainer.test_dataloaders
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        if len(loaders) != 1:
+            raise ValueError(f"stage 3 evaluates one test split; the data module gave {len(loaders)} test loaders")
+        self.split_dataset = loaders[0].dataset
+        self.split_item = getattr(self.split_dataset, "trial_info", self.split_dataset.__getitem__)
+        self.split: dict[int, dict] = {}
+        self.position_of: dict[int, int] = {}
+        names = []
+        for position in range(len(self.split_dataset)):
+            item = self.split_item(position)
+            index = int(item["index"])
+            if index in self.split:
+                raise ValueError(f"the test split holds trial index {index} twice; every trial must have its own index")
+            self.split[index] = {"image_name": item["image_name"], "label": int(item["label"]), "subject": int(item["subject"])}
+            self.position_of[index] = position
+            names.append(item["image_name"])
+        self.partner = image_derangement(names, self.seed) if self.controls else None
+
+    def partner_eeg(self, index: Tensor) -> Tensor:
+        """``[B, C, T]`` EEG of the shuffled control's partner of each trial in ``index`` (any batch, any process)."""
+        positions = [self.partner[self.position_of[int(i)]] for i in index.tolist()]
+        return torch.stack([torch.as_tensor(self.split_item(p)["eeg"]) for p in positions]).to(self.device)
 
     # ------------------------------------------------------------------------------------------ generation
     def own_rows(self, batch: dict) -> Tensor:
@@ -193,10 +272,17 @@ class EvalModule(L.LightningModule):
         return (batch["index"] % self.trainer.world_size) == self.trainer.global_rank
 
     @torch.no_grad()
-    def generate(self, eeg: Tensor, index: Tensor) -> tuple[Tensor, object]:
+    def generate(self, eeg: Tensor, index: Tensor) -> tuple[Tensor, Condition]:
         """``[B, S, 3, H, W]`` images in [0, 1] (S = num_samples) and the EEG condition."""
         condition = self.condition_model(eeg)
-        null = self.condition_model.null(eeg.shape[0]) if self.guidance_scale != 1.0 else None
+        return self.sample(condition, index), condition
+
+    @torch.no_grad()
+    def sample(self, condition: Condition, index: Tensor, guided: bool = True) -> Tensor:
+        """``[B, S, 3, H, W]``: sample ``k`` of trial ``i`` from noise seeded with ``derive_seed(seed, i, k)``,
+        whatever the condition (the controls reuse the trial's seeds)."""
+        b = condition.hidden_states.shape[0]
+        null = self.condition_model.null(b) if guided and self.guidance_scale != 1.0 else None
         samples = []
         for k in range(self.num_samples):
             seeds = [derive_seed(self.seed, int(i), k) for i in index.tolist()]
@@ -207,7 +293,14 @@ class EvalModule(L.LightningModule):
                     image_size=self.out_size, autocast=self.autocast,
                 )
             )
-        return torch.stack(samples, dim=1), condition
+        return torch.stack(samples, dim=1)
+
+    def null_condition(self, condition: Condition) -> Condition:
+        """The learned unconditional input for every trial of ``condition`` (zero time vector, as in guidance).
+        Sampling reads only the hidden states and the time vector."""
+        b = condition.hidden_states.shape[0]
+        time_vector = None if condition.time_vector is None else torch.zeros_like(condition.time_vector)
+        return dataclasses.replace(condition, hidden_states=self.condition_model.null(b), time_vector=time_vector)
 
     def save_pngs(self, folder: Path, images: Tensor, names: list[str]) -> list[str]:
         from dreamdiffusion.pipeline import to_pil
@@ -225,6 +318,20 @@ class EvalModule(L.LightningModule):
         return f"trial{index:05d}_{safe_name(image_name)}"
 
     # ------------------------------------------------------------------------------------------ test
+    def score(self, generated: Tensor, gt: Tensor, gt_class: Tensor, index: Tensor) -> dict[str, Tensor]:
+        """Per-trial ``top1_mean``, ``top1_best``, ``psnr``, ``ssim``, ``lpips`` ``[B]`` of generated images
+        ``[B, S, 3, H, W]`` against the trials' pictures ``gt [B, 3, H, W]`` (classifier classes ``gt_class [B]``).
+        Sample ``k`` of trial ``i`` is scored on the n-way trials seeded by ``(i, k)`` in every condition."""
+        b, s = generated.shape[:2]
+        flat = generated.flatten(0, 1)  # trial-major: trial j's samples are rows j*s .. j*s+s-1
+        keys = torch.tensor([derive_seed(int(i), k) for i in index.tolist() for k in range(s)])
+        top1 = self.n_way_scorer.image_scores(self.classifier(flat), gt_class.repeat_interleave(s), keys).view(b, s)
+        pairs = self.image_metrics.pair_scores(flat, gt.repeat_interleave(s, dim=0))
+        return {
+            "top1_mean": top1.mean(dim=1), "top1_best": top1.max(dim=1).values,
+            **{key: value.view(b, s).double().mean(dim=1) for key, value in pairs.items()},
+        }
+
     def test_step(self, batch: dict, batch_idx: int) -> None:
         rows = self.own_rows(batch)
         if not rows.any():
@@ -236,31 +343,39 @@ class EvalModule(L.LightningModule):
         if gt.shape[-2:] != generated.shape[-2:]:
             gt = nn.functional.interpolate(gt, size=tuple(generated.shape[-2:]), mode="bilinear", antialias=True)
         b, s = generated.shape[:2]
-        flat = generated.flatten(0, 1)  # trial-major: trial j's samples are rows j*s .. j*s+s-1
+        flat = generated.flatten(0, 1)
+        gt_class = self.classifier(gt).argmax(dim=1)
 
-        self.trials.update(torch.tensor(float(b)))
-        self.trial_index.update(index.double())
-        self.trial_label.update(batch["label"][rows].double())
         self.image_metrics.update_real(gt)
         image_keys = torch.tensor([int(i) * s + k for i in index.tolist() for k in range(s)])
         self.image_metrics.update_generated(flat, gt.repeat_interleave(s, dim=0), image_keys)
-
-        gt_class = self.classifier(gt).argmax(dim=1).repeat_interleave(s)
-        probs = self.classifier(flat)
-        keys = torch.tensor([derive_seed(int(i), k) for i in index.tolist() for k in range(s)])
-        self.n_way_metric.update(probs, gt_class, keys)
-        self.n_way_best.update(self.n_way_metric.image_scores(probs, gt_class, keys).view(b, s).max(dim=1).values)
-
+        columns = self.score(generated, gt, gt_class, index)
         target = self.clip_targets(batch, rows)
-        if target is not None:
-            predicted = self.condition_model.clip_embedding(condition.tokens)
-            self.retrieval.update(predicted, target, image_ids(names, self.device))
-            self.retrieval_trials.update(torch.tensor(float(b)))
+        columns["clip_predicted"] = self.condition_model.clip_embedding(condition.tokens)
+        columns["clip_target"] = target if target is not None else torch.full_like(columns["clip_predicted"], float("nan"))
 
         folder = self.stage_dir / "samples"
         trial_names = [self.trial_name(int(i), n) for i, n in zip(index.tolist(), names)]
         self.save_pngs(folder, gt, [f"{t}_gt" for t in trial_names])
         self.save_pngs(folder, flat, [f"{t}_sample{k}" for t in trial_names for k in range(s)])
+        if self.controls:
+            shuffled_condition = self.condition_model(self.partner_eeg(index))
+            controls = {
+                "shuffled": self.sample(shuffled_condition, index),
+                "null": self.sample(self.null_condition(condition), index, guided=False),
+            }
+            for prefix, images in controls.items():
+                scores = self.score(images, gt, gt_class, index)
+                columns.update({f"{prefix}_{key}": scores[key] for key in ("top1_mean", "psnr", "ssim", "lpips")})
+                self.save_pngs(folder, images.flatten(0, 1), [f"{t}_{prefix}_sample{k}" for t in trial_names for k in range(s)])
+            columns["shuffled_clip_predicted"] = self.condition_model.clip_embedding(shuffled_condition.tokens)
+        self.trial_table.update(index, **columns)
+        if self.feature_table is not None:
+            pool, logits = self.feature_nets
+            self.feature_table.update(
+                index, real=pool(to_uint8(gt)), generated=pool(to_uint8(flat)).reshape(b, -1),
+                logits=logits(to_uint8(flat)).reshape(b, -1),
+            )
 
     def clip_targets(self, batch: dict, rows: Tensor) -> Tensor | None:
         """CLIP image embeddings of the trials' images: from ``clip_pixels`` through the CLIP model, or cached."""
@@ -272,22 +387,48 @@ class EvalModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         # every process computes (torchmetrics syncs inside compute); rank 0 writes
-        results = self.compute_results()
-        index, label = self.trial_index.compute().long().tolist(), self.trial_label.compute().long().tolist()
+        results, table = self.compute_results()
         if self.trainer.is_global_zero:
             self.write_reports(results)
-            self.write_grids(dict(zip(index, label)))
+            self.write_trials(table)
+            self.write_grids({i: self.split[i]["label"] for i in table["index"].tolist()})
         self.trainer.strategy.barrier()
         for key, value in results["metrics"].items():
             if isinstance(value, float):
                 self.log(f"test/{key}", value, rank_zero_only=True)
 
-    def compute_results(self) -> dict:
-        """Every metric (synced across processes), its settings and counts, as written to ``metrics.json``."""
-        trials = int(self.trials.compute().item())
+    def set_level_intervals(self) -> dict[str, list[float] | None]:
+        """FID and IS recomputed on resampled trial sets (``bootstrap_set_resamples``; ``None`` when off or too few)."""
+        if self.feature_table is None:
+            return {"fid": None, "inception_score": None}
+        features = self.feature_table.compute()
+        n, s = features["index"].numel(), self.num_samples
+        real, generated = features["real"], features["generated"].view(n, s, -1)
+        logits = features["logits"].view(n, s, -1)
+        fid = statistic_interval(lambda d: frechet_distance(real[d], generated[d].flatten(0, 1)), n, self.bootstrap) if n >= 2 else None
+        inception = None
+        if n * s >= self.is_splits:
+            inception = statistic_interval(
+                lambda d: float(inception_score_from_logits(logits[d].flatten(0, 1), self.is_splits)[0]), n, self.bootstrap
+            )
+        return {"fid": list(fid) if fid else None, "inception_score": list(inception) if inception else None}
+
+    def compute_results(self) -> tuple[dict, dict[str, Tensor]]:
+        """Every metric with its interval, the controls, the per-subject breakdown (synced across processes), as
+        written to ``metrics.json``; and the per-trial table (rows sorted by trial index)."""
+        if not self.trial_table.index and self.trainer.world_size == 1:
+            raise RuntimeError("the evaluation split produced no trials: check the data module's test split")
+        table = self.trial_table.compute()
+        trials = int(table["index"].numel())
         if trials == 0:
             raise RuntimeError("the evaluation split produced no trials: check the data module's test split")
         images = trials * self.num_samples
+        indices = table["index"].tolist()
+        names = [self.split[i]["image_name"] for i in indices]
+        subjects = [self.split[i]["subject"] for i in indices]
+        labels = meaningful_labels(self.provenance, self.clip_model_source)
+        random_figures = frozenset(k for k, v in labels.items() if not v["meaningful"])
+        summary = summarise(table, names, subjects, self.bootstrap, self.n_way, self.top_k, self.controls, random_figures)
         notes: list[str] = []
         metrics: dict[str, float | int | None] = {}
         fid = self.image_metrics.fid
@@ -302,31 +443,42 @@ class EvalModule(L.LightningModule):
         else:
             metrics["inception_score"] = metrics["inception_score_std"] = None
             notes.append(f"IS not computed: {images} generated images for {self.is_splits} splits; lower is_splits")
-        psnr = float(self.image_metrics.psnr.compute())
-        metrics["psnr"] = psnr if math.isfinite(psnr) else None
-        if not math.isfinite(psnr):
+        figures = summary["metrics"]
+        metrics["psnr"] = figures["psnr"] if figures["psnr"] is not None and math.isfinite(figures["psnr"]) else None
+        if metrics["psnr"] is None:
             notes.append("PSNR is infinite: a generated image equals its ground truth")
-        metrics["ssim"] = float(self.image_metrics.ssim.compute())
-        metrics["lpips"] = float(self.image_metrics.lpips.compute())
-        metrics["top1_mean"] = float(self.n_way_metric.compute())
-        metrics["top1_best"] = float(self.n_way_best.compute())
-        if int(self.retrieval_trials.compute().item()) > 0:
-            metrics["retrieval_top1"], metrics["retrieval_candidates"] = self.retrieval.compute()
+        for key in ("ssim", "lpips", "top1_mean", "top1_best"):
+            metrics[key] = figures[key]
+        metrics["retrieval_top1"] = figures.get("retrieval_top1")
+        if metrics["retrieval_top1"] is not None:
+            metrics["retrieval_candidates"] = summary["retrieval_candidates"]
         else:
-            metrics["retrieval_top1"] = None
             notes.append("EEG→CLIP retrieval not computed: no clip_model configured and no cached clip_embeds")
         if self.n_way < self.n_way_requested:
             notes.append(
                 f"n-way accuracy is {self.n_way}-way, not {self.n_way_requested}-way: the classifier has only "
                 f"{self.classifier.num_classes} classes"
             )
-        return {
+        if self.controls:
+            notes.append("null-condition control: no EEG, so no CLIP-head prediction and no retrieval figure")
+        ci = {key: summary["ci"].get(key) for key in ("psnr", "ssim", "lpips", "top1_mean", "top1_best", "retrieval_top1")}
+        ci.update(self.set_level_intervals())
+        for key, label in labels.items():
+            if not label["meaningful"] and metrics.get(key) is not None:
+                notes.append(f"{key}: {label['reason']}")
+        results = {
             "pipeline": str(Path(self.pipeline_dir).resolve()),
             "split": "test",
             "trials": trials,
             "generated_images": images,
             "fid_images": fid_images,
             "metrics": metrics,
+            "ci": ci,
+            "meaningful": labels,
+            "controls": summary["controls"],
+            "per_subject": summary["per_subject"],
+            "failures": summary["failures"],
+            "below_chance": summary["below_chance"],
             "settings": {
                 "num_samples": self.num_samples,
                 "sampler": self.sampler,
@@ -346,15 +498,32 @@ class EvalModule(L.LightningModule):
                 "lpips": self.lpips_config.to_dict(),
                 "clip_model": self.clip_model_source,
                 "world_size": self.trainer.world_size,
+                "controls": self.controls,
+                "bootstrap": dataclasses.asdict(self.bootstrap),
             },
             "definitions": DEFINITIONS,
             "notes": notes,
         }
+        return results, table
 
     def write_reports(self, results: dict) -> None:
         folder = self.stage_dir
         write_text(folder / "metrics.json", json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
         write_text(folder / "metrics.md", metrics_table(results))
+
+    def write_trials(self, table: dict[str, Tensor]) -> None:
+        """``trials.csv``: one row per trial (sorted by index) with its picture, class, subject and scalar values."""
+        columns = [k for k, v in table.items() if k != "index" and v.shape[1] == 1]
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["index", "image_name", "label", "subject"] + (["shuffled_partner_index"] if self.controls else []) + columns)
+        index_at = {p: i for i, p in self.position_of.items()}
+        for row, index in enumerate(table["index"].tolist()):
+            info = self.split[index]
+            partner = [index_at[self.partner[self.position_of[index]]]] if self.controls else []
+            values = [f"{float(table[c][row, 0]):.6g}" for c in columns]
+            writer.writerow([index, info["image_name"], info["label"], info["subject"], *partner, *values])
+        write_text(self.stage_dir / "trials.csv", out.getvalue())
 
     def write_grids(self, labels: dict[int, int]) -> None:
         """``samples/grid_class<label>.png``: a row per trial of the class (up to ``max_grid_rows``), the ground
@@ -395,65 +564,3 @@ class EvalModule(L.LightningModule):
         return self.save_pngs(
             self.stage_dir / "predictions", generated.flatten(0, 1), [f"{t}_sample{k}" for t in trial_names for k in range(s)]
         )
-
-
-DEFINITIONS = {
-    "fid": "Fréchet distance between Inception-v3 pool-feature Gaussians of generated and ground-truth images (lower is better)",
-    "inception_score": "exp(E KL(p(y|x) || p(y))) of Inception-v3 logits of generated images, mean over is_splits splits",
-    "psnr": "mean over generated images of 10 log10(data_range^2 / MSE) against the trial's ground truth, data range 1.0",
-    "ssim": "mean SSIM (Gaussian window 11, sigma 1.5, data range 1.0) of generated vs ground-truth images",
-    "lpips": "mean LPIPS distance (AlexNet features, linear heads of LPIPS v0.1) of generated vs ground-truth images",
-    "top1_mean": (
-        "n-way top-k: GT class = classifier top-1 on the ground-truth image; per generated image n_trials seeded "
-        "trials of GT + (n_way-1) distinct distractor classes != GT; hit if GT is among the top_k probabilities; "
-        "mean over trials, then over all generated images (= mean over samples)"
-    ),
-    "top1_best": "the same per-image score, best of the num_samples samples of each EEG trial, mean over trials",
-    "retrieval_top1": (
-        "EEG->CLIP retrieval: cosine similarity of the pipeline CLIP head's prediction for each trial against the CLIP "
-        "image embeddings of all evaluated trials; hit if the nearest is the trial's own image"
-    ),
-}
-
-
-def fmt(value, digits: int = 3, percent: bool = False) -> str:
-    if value is None:
-        return "–"
-    return f"{100 * value:.1f}%" if percent else f"{value:.{digits}f}"
-
-
-def metrics_table(results: dict) -> str:
-    """Markdown: our figures beside the paper's Table 1 (and Table 2's 50-way top-1), with the settings."""
-    m, st = results["metrics"], results["settings"]
-    n_way = st["n_way"]
-    head = (
-        f"| model | FID ↓ | IS ↑ | PSNR ↑ | SSIM ↑ | LPIPS ↓ | {n_way}-way top-{st['top_k']} (mean of samples) ↑ "
-        f"| {n_way}-way top-{st['top_k']} (best of {st['num_samples']}) ↑ |\n"
-        "|---|---|---|---|---|---|---|---|\n"
-    )
-    ours = (
-        f"| **ours** | {fmt(m['fid'], 2)} | {fmt(m['inception_score'], 2)} | {fmt(m['psnr'], 1)} | {fmt(m['ssim'])} "
-        f"| {fmt(m['lpips'])} | {fmt(m['top1_mean'], percent=True)} | {fmt(m['top1_best'], percent=True)} |\n"
-    )
-    rows = "".join(
-        f"| {name} | {p['fid']} | {p['inception_score']} | {p['psnr']} | {p['ssim']} | {p['lpips']} "
-        f"| {'–' if p['top1'] is None else str(p['top1']) + '%'} | – |\n"
-        for name, p in PAPER.items()
-    )
-    lines = [
-        "# Stage 3 evaluation\n",
-        f"Pipeline: `{results['pipeline']}` · split: {results['split']} · {results['trials']} EEG trials × "
-        f"{st['num_samples']} samples = {results['generated_images']} images · {st['sampler'].upper()} "
-        f"{st['num_inference_steps']} steps · guidance {st['guidance_scale']} · {st['image_size']} px · seed {st['seed']}\n",
-        head + ours + rows,
-        f"EEG→CLIP retrieval top-1: {fmt(m.get('retrieval_top1'), percent=True)}"
-        + (f" among {m['retrieval_candidates']} images (chance {fmt(1 / m['retrieval_candidates'], percent=True)})" if m.get("retrieval_candidates") else "")
-        + "\n",
-        f"FID on {st['fid_features']}-dimensional Inception features (the paper's 3.61 came from the authors' "
-        f"64-feature FID: not comparable with a 2048-feature FID); PSNR/SSIM data range {st['data_range']}; IS with {st['is_splits']} splits; "
-        f"{n_way}-way accuracy from a {st['classifier']['architecture']} classifier with {st['classifier_classes']} classes, "
-        f"{st['n_trials']} seeded trials per image. The paper's accuracy is Table 2's full model (mean over samples).\n",
-    ]
-    if results["notes"]:
-        lines.append("Notes:\n" + "".join(f"* {n}\n" for n in results["notes"]))
-    return "\n".join(lines)

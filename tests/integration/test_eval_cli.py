@@ -32,10 +32,25 @@ def test_demo_eval_writes_metrics_and_samples(cli, repo, run_dir):
     assert result["settings"]["n_way"] == 50 and result["settings"]["classifier"]["architecture"] == "squeezenet1_1"
     assert result["settings"]["inception"]["weights_path"] == str(run_dir / "weights/eval/inception.safetensors")
     table = (out / "metrics.md").read_text()
-    assert "| **ours** |" in table and "| DreamDiffusion (paper) | 3.61 |" in table
+    # the demo's evaluation networks are random: labelled, never bold beside the paper
+    assert "| ours |" in table and "| **ours** |" not in table and "| DreamDiffusion (paper) | 3.61 |" in table
+    assert result["meaningful"]["top1_mean"] == {
+        "network": "classifier", "provenance": "random", "meaningful": False,
+        "reason": "random network — not meaningful: the classifier network has random weights",
+    }
+    for key in ("fid", "inception_score", "psnr", "ssim", "lpips", "top1_mean", "top1_best", "retrieval_top1"):
+        low, high = result["ci"][key]
+        assert low <= high, key
+    shuffled = result["controls"]["shuffled_eeg"]
+    assert shuffled["chance"]["retrieval_top1"] == 1 / result["metrics"]["retrieval_candidates"]
+    assert set(result["per_subject"]) == {"1"} and result["per_subject"]["1"]["trials"] == result["trials"]
     samples = out / "samples"
     assert len(list(samples.glob("trial*_gt.png"))) == result["trials"]
-    assert len(list(samples.glob("trial*_sample*.png"))) == result["generated_images"]
+    real = [p for p in samples.glob("trial*_sample*.png") if "_shuffled_" not in p.name and "_null_" not in p.name]
+    assert len(real) == result["generated_images"]
+    assert len(list(samples.glob("trial*_shuffled_sample*.png"))) == result["generated_images"]
+    assert len(list(samples.glob("trial*_null_sample*.png"))) == result["generated_images"]
+    assert len((out / "trials.csv").read_text().splitlines()) == 1 + result["trials"]
     classes = {p.name.split("_")[1] for p in samples.glob("trial*_gt.png")}  # trial<index>_<wnid>_<n>_gt.png
     assert len(list(samples.glob("grid_class*.png"))) == len(classes) >= 2
 
@@ -73,6 +88,15 @@ def test_two_processes_give_the_same_figures_as_one(cli, repo, run_dir):
             assert two["metrics"][key] == pytest.approx(value, abs=1e-4), key  # features gathered in rank order
         else:
             assert two["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    # intervals, controls (partners' EEG fetched across processes) and per-subject figures do not depend on it either
+    for key, bounds in one["ci"].items():
+        assert two["ci"][key] == pytest.approx(bounds, rel=1e-4, abs=1e-4), key
+    for name, control in one["controls"].items():
+        assert two["controls"][name]["metrics"] == pytest.approx(control["metrics"], rel=1e-5, abs=1e-6), name
+        for key, bounds in control["ci"].items():
+            assert two["controls"][name]["ci"][key] == pytest.approx(bounds, rel=1e-5, abs=1e-6), (name, key)
+    assert two["per_subject"]["1"]["metrics"] == pytest.approx(one["per_subject"]["1"]["metrics"], rel=1e-5, abs=1e-6)
+    assert (run_dir / "eval2" / "trials.csv").read_text() == (run_dir / "eval1" / "trials.csv").read_text()
     assert sorted(p.name for p in (run_dir / "eval2" / "samples").iterdir()) == sorted(
         p.name for p in (run_dir / "eval1" / "samples").iterdir()
     )

@@ -128,6 +128,18 @@ def test_items_are_the_stored_trials_windowed_with_their_pictures(paired):
                 assert torch.equal(item["image"], to_tensor(picture, 64))
 
 
+def test_trial_info_is_the_item_without_its_pictures(paired, monkeypatch):
+    import dreamdiffusion.data.imagenet_eeg as imagenet_eeg
+
+    dataset = module(paired, "all", 0).datasets["test"]
+    item = dataset[1]
+    monkeypatch.setattr(imagenet_eeg, "read_image", lambda path: pytest.fail(f"trial_info read {path}"))
+    info = dataset.trial_info(1)
+    assert set(info) == {"eeg", "label", "subject", "image_name", "index"}
+    assert all(torch.equal(torch.as_tensor(info[k]), torch.as_tensor(item[k])) for k in ("eeg", "label", "subject", "index"))
+    assert info["image_name"] == item["image_name"]
+
+
 def test_batches_have_the_contract_shapes_and_dtypes(paired):
     dm = module(paired, "all", 0)
     batch = next(iter(dm.train_dataloader()))

@@ -145,6 +145,7 @@ def test_fid_inception_loads_from_a_local_file(tmp_path):
     pool, logits = load_inception(InceptionConfig("inception_v3_fidelity", str(path)))
     images = (torch.rand(2, 3, 64, 64) * 255).to(torch.uint8)
     assert pool.num_features == 2048 and pool(images).shape == (2, 2048) and logits(images).shape == (2, 1008)
+    assert pool.provenance == logits.provenance == "random"
     from safetensors.torch import load_file
 
     state = load_file(str(path))
@@ -189,3 +190,49 @@ def test_inception_score_matches_torchmetrics_and_ignores_the_order(networks):
         short = InceptionScore(logits, splits=3)
         short.update(images[:2])
         short.compute()
+
+
+@pytest.mark.parametrize("n_real, n_fake, dim", [(6, 12, 64), (80, 90, 8)])  # fewer images than features, and more
+def test_frechet_distance_matches_the_matrix_square_root_formula(n_real, n_fake, dim):
+    import numpy as np
+    from scipy import linalg
+
+    from dreamdiffusion.metrics import frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(n_real, dim, generator=g), torch.randn(n_fake, dim, generator=g) * 1.5 + 0.2
+    r, f = real.double().numpy(), fake.double().numpy()
+    s1, s2 = np.cov(r, rowvar=False), np.cov(f, rowvar=False)
+    expected = ((r.mean(0) - f.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(linalg.sqrtm(s1 @ s2).real)
+    assert frechet_distance(real, fake) == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    assert frechet_distance(real, real) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_trial_table_returns_rows_sorted_by_trial_index_whatever_the_update_order():
+    from dreamdiffusion.metrics import TrialTable
+
+    table = TrialTable({"score": 1, "embedding": 2})
+    table.update(torch.tensor([7, 3]), score=torch.tensor([0.7, 0.3]), embedding=torch.tensor([[7.0, 7], [3, 3]]))
+    table.update(torch.tensor([5]), score=torch.tensor([0.5]), embedding=torch.tensor([[5.0, 5]]))
+    rows = table.compute()
+    assert rows["index"].tolist() == [3, 5, 7]
+    assert rows["score"][:, 0].tolist() == pytest.approx([0.3, 0.5, 0.7]) and rows["embedding"][:, 0].tolist() == [3, 5, 7]
+    with pytest.raises(ValueError, match="needs exactly the columns"):
+        table.update(torch.tensor([1]), score=torch.tensor([0.1]))
+
+
+def test_random_evaluation_networks_say_so_and_published_files_are_published(networks, tmp_path):
+    from dreamdiffusion.models.eval_models import weights_provenance
+
+    classifier = load_classifier(ClassifierConfig("squeezenet1_1", None, networks["classifier"], num_classes=100, image_size=64))
+    pool, logits = load_inception(InceptionConfig("tiny", networks["inception"]))
+    lpips = load_lpips_net(LPIPSConfig(networks["lpips"]))
+    assert {classifier.provenance, pool.provenance, logits.provenance, lpips.provenance} == {"random"}
+    assert weights_provenance(None) == "published"  # the library's own download
+    assert weights_provenance(tmp_path / "vit_h_14_swag-80465313.pth") == "published"
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "trained.safetensors"), metadata={"provenance": "trained on generator pictures"})
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "bare.safetensors"))
+    assert weights_provenance(tmp_path / "trained.safetensors") == "trained on generator pictures"
+    assert weights_provenance(tmp_path / "bare.safetensors") == "unlabelled"
