@@ -433,12 +433,24 @@ class EEGSDFinetuneModule(L.LightningModule):
                 "score": float(score) if score is not None else None,
             }
         info["fit_end_global_step"] = int(self.global_step)
-        self.export_pipeline(self.export_dir / "pipeline")
+        metrics = {info["monitor"]: info["score"]} if info["score"] is not None else None
+        self.export_pipeline(self.export_dir / "pipeline", metrics=metrics)
         write_text(self.export_dir / "export.json", json.dumps(info, indent=2) + "\n")
         rank_zero_info(f"stage 2: wrote {self.export_dir / 'pipeline'} from the {info['weights']} weights")
 
-    def export_pipeline(self, folder: str | Path) -> Path:
-        """Write the :class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline` folder (atomically)."""
+    def export_pipeline(self, folder: str | Path, metrics: dict[str, float] | None = None) -> Path:
+        """Write the :class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline` folder (atomically) with DDIM on the
+        training noise schedule as its sampler and a model card (base model, data, ``metrics`` of the run)."""
+        from diffusers import DDIMScheduler
+
         from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
-        return DreamDiffusionPipeline(self.unet, self.vae, self.noise_scheduler, self.condition_model).save_pretrained(folder)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        data = None
+        if datamodule is not None:
+            eeg_path = getattr(datamodule.hparams, "eeg_path", None)
+            data = type(datamodule).__name__ + (f" ({eeg_path})" if eeg_path else "")
+        sampler = DDIMScheduler.from_config(self.noise_scheduler.config)
+        return DreamDiffusionPipeline(self.unet, self.vae, sampler, self.condition_model).save_pretrained(
+            folder, base_model=self.hparams.sd_model, data=data, metrics=metrics,
+        )
