@@ -9,8 +9,11 @@ Paths are relative to the folder holding the manifest, with ``/`` separators.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 from dreamdiffusion.atomic import sha256, write_text
@@ -20,6 +23,27 @@ FORMAT = "dreamdiffusion.checksums/1"
 # Files a loader could read weights from; one the manifest does not list (a pickle put beside the
 # safetensors, another variant) is refused rather than ignored.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".msgpack", ".onnx")
+
+
+# Folders verified by the load in progress: a pipeline verifies its folder once, up front, and its
+# components' loaders (called by diffusers) then skip the same files.
+_VERIFIED: ContextVar[frozenset[Path]] = ContextVar("dreamdiffusion_verified_folders", default=frozenset())
+
+
+@contextlib.contextmanager
+def verified(folder: str | os.PathLike) -> Iterator[None]:
+    """Within the block, :func:`is_verified` is true for ``folder`` and the folders under it."""
+    token = _VERIFIED.set(_VERIFIED.get() | {Path(folder).resolve()})
+    try:
+        yield
+    finally:
+        _VERIFIED.reset(token)
+
+
+def is_verified(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` (or a folder holding it) was verified by the load in progress."""
+    folder = Path(folder).resolve()
+    return any(folder == v or v in folder.parents for v in _VERIFIED.get())
 
 
 def write_checksums(folder: str | os.PathLike, pattern: str = "**/*.safetensors") -> dict[str, str]:

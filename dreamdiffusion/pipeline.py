@@ -36,7 +36,7 @@ from diffusers.utils import BaseOutput, is_accelerate_available
 from torch import Tensor
 
 from dreamdiffusion.atomic import atomic_dir, write_text
-from dreamdiffusion.checksums import verify_checksums, write_checksums
+from dreamdiffusion.checksums import verified, verify_checksums, write_checksums
 from dreamdiffusion.generation import decode, denoise, initial_noise, latent_shape
 from dreamdiffusion.model_card import model_card
 from dreamdiffusion.models.backbones import native_image_size, vae_scale_factor
@@ -185,7 +185,7 @@ class DreamDiffusionPipeline(DiffusionPipeline):
             )
         index = json.loads((folder / "model_index.json").read_text())
         if "condition" in index and "condition_model" not in index:
-            return cls._from_legacy_folder(folder, kwargs.get("torch_dtype"))
+            return cls._from_legacy_folder(folder, kwargs.get("dtype", kwargs.get("torch_dtype")))
         missing = [f"{name} ({part})" for name, part in PARTS.items() if not (folder / part).is_file()]
         if missing:
             raise FileNotFoundError(f"pipeline folder {folder} is incomplete: missing {', '.join(missing)}; {REEXPORT}")
@@ -195,7 +195,8 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         kwargs.setdefault("low_cpu_mem_usage", is_accelerate_available())
         for key in ("cache_dir", "revision", "force_download", "proxies"):
             kwargs.pop(key, None)
-        pipe = super().from_pretrained(str(folder), **kwargs)
+        with verified(folder):
+            pipe = super().from_pretrained(str(folder), **kwargs)
         pipe.register_to_config(_name_or_path=path)
         return pipe.eval()
 

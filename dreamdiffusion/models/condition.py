@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from dreamdiffusion.atomic import atomic_dir, sha256
-from dreamdiffusion.checksums import verify_checksums, write_checksums
+from dreamdiffusion.checksums import is_verified, verify_checksums, write_checksums
 from dreamdiffusion.models.encoder_file import load_encoder
 from dreamdiffusion.models.mae import EEGEncoder, MAEConfig
 from dreamdiffusion.models.strict_load import load_strict
@@ -42,6 +42,17 @@ LEGACY_WEIGHTS = "condition.safetensors"
 LEGACY_CONFIG = "condition.json"
 LEGACY_FORMAT = "dreamdiffusion.eeg_condition/1"
 REEXPORT = "re-export it from stage 2 (dreamdiffusion fit -c configs/finetune.yaml)"
+
+
+def pipeline_folder(folder: Path) -> Path | None:
+    """The pipeline folder holding the condition model ``folder`` (its ``model_index.json`` lists it), else ``None``."""
+    index = folder.parent / "model_index.json"
+    if not index.is_file():
+        return None
+    try:
+        return folder.parent if folder.name in json.loads(index.read_text()) else None
+    except json.JSONDecodeError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -191,7 +202,12 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
             for path in (folder / CONFIG, folder / WEIGHTS):
                 if not path.is_file():
                     raise FileNotFoundError(f"{path} is missing: {folder} is not a complete EEG condition model; {REEXPORT}")
-            verify_checksums(folder, REEXPORT)
+            if not is_verified(folder):
+                if pipeline_folder(folder) is not None:
+                    # Loaded by diffusers.DiffusionPipeline.from_pretrained: check the whole pipeline's weights
+                    # (the index lists condition_model first, so before the UNet and VAE are read).
+                    verify_checksums(pipeline_folder(folder), REEXPORT)
+                verify_checksums(folder, REEXPORT)
             config = cls.load_config(folder)
             if config.get("_class_name") != cls.__name__:
                 raise ValueError(f"{folder / CONFIG} describes a {config.get('_class_name')!r}, not an {cls.__name__}; {REEXPORT}")

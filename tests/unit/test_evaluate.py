@@ -114,3 +114,11 @@ def test_predict_writes_pngs_named_by_trial(assets, tmp_path):
     flat = [p for batch in paths for p in batch]
     assert len(flat) == 6 and all(p.endswith(".png") for p in flat)
     assert (tmp_path / "predictions" / "trial00013_n00000001_101_sample0.png").is_file()
+
+
+def test_sampler_by_diffusers_class_name_and_a_wrong_name(assets, tmp_path):
+    sampled = module(assets, sampler="DPMSolverMultistepScheduler", num_inference_steps=3)
+    trainer = L.Trainer(default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    assert len([p for batch in trainer.predict(sampled, datamodule=PairedData(n=2)) for p in batch]) == 4
+    with pytest.raises(ValueError, match="unknown sampler 'dpm'; choose ddim, plms or a diffusers scheduler class name"):
+        module(assets, sampler="dpm")
