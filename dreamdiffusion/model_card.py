@@ -35,8 +35,8 @@ def model_card(
     preset = encoder_preset(encoder)
     rows = [
         ("Base model", base_model or "not recorded"),
-        ("EEG encoder", f"preset `{preset}` (embed_dim {encoder.embed_dim}, depth {encoder.depth}, "
-                        f"{encoder.num_heads} heads, patch {encoder.patch_size} samples)"),
+        ("EEG encoder", (f"preset `{preset}` (embed_dim {encoder.embed_dim}, depth {encoder.depth}, "
+                         f"{encoder.num_heads} heads, patch {encoder.patch_size} samples)")),
         ("EEG input", f"{encoder.n_chans} channels × {encoder.n_times} samples"),
         ("Condition", f"77 tokens × {cross_attention_dim} (cross-attention); CLIP head {clip_dim}"),
         ("Scheduler", f"`{scheduler}`"),
@@ -49,8 +49,8 @@ def model_card(
         "",
         "# DreamDiffusion pipeline",
         "",
-        "Images from EEG as in DreamDiffusion (Bai et al., 2023): an EEG encoder pre-trained by masked signal "
-        "modelling conditions Stable Diffusion through cross-attention.",
+        ("Images from EEG as in DreamDiffusion (Bai et al., 2023): an EEG encoder pre-trained by masked signal "
+         "modelling conditions Stable Diffusion through cross-attention."),
         "",
         "| | |",
         "|---|---|",

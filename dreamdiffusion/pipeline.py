@@ -48,8 +48,7 @@ PARTS = {
     "scheduler": "scheduler/scheduler_config.json",
     "condition_model": "condition_model/config.json",
 }
-LEGACY_PARTS = {**PARTS, "condition": "condition/condition.json"}
-del LEGACY_PARTS["condition_model"]
+LEGACY_PARTS = {name: part for name, part in PARTS.items() if name != "condition_model"} | {"condition": "condition/condition.json"}
 REEXPORT = "re-export it from stage 2 (dreamdiffusion fit -c configs/finetune.yaml) or save the loaded pipeline again"
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -86,7 +85,8 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         """Native image side in pixels."""
         return native_image_size(self.unet, self.vae)
 
-    def eval(self) -> "DreamDiffusionPipeline":
+    def eval(self) -> DreamDiffusionPipeline:
+        """Every model in eval mode (diffusers loads them so; a pipeline built from training modules may not be)."""
         for module in (self.unet, self.vae, self.condition_model):
             module.eval()
         return self
@@ -113,9 +113,11 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         """
         if not safe_serialization:
             raise ValueError("DreamDiffusionPipeline is saved as safetensors only (pickled weights are never written)")
+        if variant is not None:
+            raise ValueError(f"variant={variant!r}: a pipeline folder holds one set of weights; save another folder instead")
         folder = Path(save_directory)
         with atomic_dir(folder) as tmp:
-            super().save_pretrained(tmp, safe_serialization=True, variant=variant, max_shard_size=max_shard_size)
+            super().save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
             write_checksums(tmp)
             write_text(tmp / "README.md", self.model_card(base_model=base_model, data=data, metrics=metrics))
         if push_to_hub:
@@ -137,7 +139,7 @@ class DreamDiffusionPipeline(DiffusionPipeline):
     ):
         """Save to a temporary folder (with this pipeline's model card, not a generic one) and upload it."""
         with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_pretrained(Path(tmp) / "pipeline", base_model=base_model, data=data, metrics=metrics)
+            folder = self.save_pretrained(Path(tmp) / "pipeline", base_model=base_model, data=data, metrics=metrics, **kwargs)
             return self._push_folder(folder, repo_id, commit_message=commit_message, private=private, token=token,
                                      create_pr=create_pr)
 
@@ -158,7 +160,7 @@ class DreamDiffusionPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "DreamDiffusionPipeline":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> DreamDiffusionPipeline:
         """Load a pipeline folder or hub id (``torch_dtype``, ``local_files_only``, ``cache_dir``, ``revision``,
         ``token`` as in diffusers).
 
@@ -201,7 +203,7 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         return pipe.eval()
 
     @classmethod
-    def _from_legacy_folder(cls, folder: Path, torch_dtype: torch.dtype | None) -> "DreamDiffusionPipeline":
+    def _from_legacy_folder(cls, folder: Path, torch_dtype: torch.dtype | None) -> DreamDiffusionPipeline:
         """The first format (``condition/``, the training DDPM in ``scheduler/``, no checksums.json): loaded part
         by part, with DDIM on its noise schedule as the sampler (what that format sampled with by default)."""
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,13 @@ from diffusers.configuration_utils import register_to_config
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from dreamdiffusion.atomic import atomic_dir, sha256
-from dreamdiffusion.checksums import is_verified, verify_checksums, write_checksums
+from dreamdiffusion.atomic import atomic_path, sha256
+from dreamdiffusion.checksums import (
+    MANIFEST,
+    is_verified,
+    verify_checksums,
+    write_checksums,
+)
 from dreamdiffusion.models.encoder_file import load_encoder
 from dreamdiffusion.models.mae import EEGEncoder, MAEConfig
 from dreamdiffusion.models.strict_load import load_strict
@@ -69,7 +75,7 @@ class ConditionConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ConditionConfig":
+    def from_dict(cls, data: dict) -> ConditionConfig:
         data = dict(data)
         return cls(encoder=MAEConfig(**data.pop("encoder")), **data)
 
@@ -92,7 +98,7 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
     """
 
     # The ConditionConfig and the encoder module are not JSON; __init__ records their flat form instead.
-    ignore_for_config = ["condition_config", "encoder_module"]
+    ignore_for_config = ("condition_config", "encoder_module")
 
     @register_to_config
     def __init__(
@@ -113,10 +119,15 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
             )
         elif not isinstance(condition_config, ConditionConfig):
             raise TypeError(f"condition_config must be a ConditionConfig, got {type(condition_config).__name__}")
+        elif encoder_config is not None:
+            raise TypeError(
+                "give a ConditionConfig or the flat keys (encoder_config=..., cross_attention_dim=...), not both; "
+                "an existing encoder goes in encoder_module="
+            )
         # register_to_config recorded the call's arguments; the flat form of the real config replaces them
-        # ("encoder_config": the name "encoder" is the submodule's).
+        # ("encoder_config": "encoder" is the submodule's name; an empty "_use_default_values", or from_config
+        # would take the class defaults for the keys a ConditionConfig supplied).
         flat = condition_config.to_dict()
-        # "_use_default_values" would make from_config drop the keys a ConditionConfig supplied.
         self.register_to_config(encoder_config=flat.pop("encoder"), **flat, _use_default_values=[])
         config = condition_config
         if encoder_module is not None and encoder_module.config != config.encoder:
@@ -139,7 +150,7 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
         cross_attention_dim: int,
         clip_dim: int,
         time_embed_dim: int | None = None,
-    ) -> "EEGConditionModel":
+    ) -> EEGConditionModel:
         """Condition model around the stage-1 encoder in ``encoder_dir`` (``None``: freshly initialised,
         the "no pre-training" ablation). An encoder of another architecture is refused."""
         config = ConditionConfig(encoder_config, cross_attention_dim, clip_dim, time_embed_dim=time_embed_dim)
@@ -177,13 +188,20 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
         if kwargs.get("push_to_hub"):
             raise ValueError("push the whole pipeline instead: DreamDiffusionPipeline.push_to_hub(repo_id)")
         folder = Path(save_directory)
-        with atomic_dir(folder) as tmp:
-            super().save_pretrained(tmp, safe_serialization=True, **kwargs)
-            write_checksums(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Staged beside, then each file renamed into place (weights, config, checksums last): other files in
+        # the folder are kept, and a reader never sees a half-written file; between two renames it sees
+        # weights its checksums.json does not list yet, which it refuses.
+        with tempfile.TemporaryDirectory(prefix=f".{folder.name}.tmp-", dir=folder.parent) as staging:
+            super().save_pretrained(staging, safe_serialization=True, **kwargs)
+            write_checksums(staging)
+            for name in (WEIGHTS, CONFIG, MANIFEST):
+                with atomic_path(folder / name) as tmp:
+                    os.replace(Path(staging) / name, tmp)
         return folder
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "EEGConditionModel":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> EEGConditionModel:
         """Load a folder written by :meth:`save_pretrained` (or by the first format); strict and verified.
 
         Missing, unlisted, mismatched or changed weights are errors; pickles are never read. ``torch_dtype``
@@ -218,7 +236,7 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
         return model.eval()
 
     @classmethod
-    def _from_legacy_folder(cls, folder: Path) -> "EEGConditionModel":
+    def _from_legacy_folder(cls, folder: Path) -> EEGConditionModel:
         """First format: ``condition.json`` (config + SHA-256 of the weights) + ``condition.safetensors``."""
         config_path, weights = folder / LEGACY_CONFIG, folder / LEGACY_WEIGHTS
         if not weights.is_file():

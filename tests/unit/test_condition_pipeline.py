@@ -47,6 +47,8 @@ def test_condition_model_is_a_diffusers_model_with_its_config():
     assert isinstance(model, ModelMixin) and isinstance(model, ConfigMixin)
     assert model.config.cross_attention_dim == 32 and model.config.encoder_config["embed_dim"] == 64
     assert model.condition_config == ConditionConfig(preset("tiny"), cross_attention_dim=32, clip_dim=16, time_embed_dim=128)
+    with pytest.raises(TypeError, match="an existing encoder goes in encoder_module="):
+        EEGConditionModel(model.condition_config, model.encoder)  # the first API's positional encoder
     rebuilt = EEGConditionModel.from_config(model.config)
     assert rebuilt.condition_config == model.condition_config
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
@@ -54,10 +56,12 @@ def test_condition_model_is_a_diffusers_model_with_its_config():
 
 def test_condition_round_trip_and_damaged_weights(tmp_path):
     model = tiny_condition().eval()
+    (tmp_path / "condition").mkdir()
+    (tmp_path / "condition" / "notes.txt").write_text("kept")
     model.save_pretrained(tmp_path / "condition")
-    assert sorted(p.name for p in (tmp_path / "condition").iterdir()) == [
-        "checksums.json", "config.json", "diffusion_pytorch_model.safetensors"
-    ]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "checksums.json", "condition", "config.json", "diffusion_pytorch_model.safetensors", "notes.txt"
+    ]  # the user's file is kept; no temporary entry is left behind
     loaded = EEGConditionModel.from_pretrained(tmp_path / "condition")
     x = torch.randn(2, 128, 512)
     with torch.no_grad():
