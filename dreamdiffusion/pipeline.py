@@ -70,8 +70,17 @@ class DreamDiffusionPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "condition_model->unet->vae"
+    # Not optional: listed so that diffusers' generic loader hands a folder without it to __init__, whose error
+    # says what to do, instead of failing with a list of component names.
+    _optional_components = ["condition_model"]
 
-    def __init__(self, unet, vae, scheduler, condition_model: EEGConditionModel) -> None:
+    def __init__(self, unet, vae, scheduler, condition_model: EEGConditionModel | None) -> None:
+        if condition_model is None:
+            raise ValueError(
+                "no condition_model: a pipeline folder of the first format (condition/ with condition.json) loads "
+                "only through dreamdiffusion.pipeline.DreamDiffusionPipeline.from_pretrained; save it again with "
+                "save_pretrained to get the current layout, or " + REEXPORT
+            )
         super().__init__()
         self.register_modules(unet=unet, vae=vae, scheduler=scheduler, condition_model=condition_model)
         self.image_processor = VaeImageProcessor(vae_scale_factor=vae_scale_factor(vae))

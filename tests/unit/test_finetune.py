@@ -269,6 +269,17 @@ def test_validation_grid_pairs_ground_truth_with_samples(weights):
     assert torch.allclose(truth_tile, ((batch["image"][0] + 1) / 2).clamp(0, 1), atol=1e-6)
 
 
+def test_validation_sampler_by_diffusers_class_name(weights):
+    module = make(weights, val_num_inference_steps=2, val_sampler="DPMSolverMultistepScheduler").eval()
+    batch = paired_batch(1)
+    ddim = make(weights, val_num_inference_steps=2).eval()
+    ddim.load_state_dict(module.state_dict())
+    dpm_grid, ddim_grid = module.sample_grid(batch["eeg"], batch["image"]), ddim.sample_grid(batch["eeg"], batch["image"])
+    assert dpm_grid.shape == ddim_grid.shape and (dpm_grid - ddim_grid).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="unknown sampler 'dpm'"):
+        make(weights, val_sampler="dpm")
+
+
 def test_export_with_time_condition_keeps_the_identity_class_embedding(weights, tmp_path):
     module = make(weights, time_condition=True, lr=1e-3)
     train_steps(module, paired_batch(2), steps=1)

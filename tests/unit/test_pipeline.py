@@ -247,7 +247,11 @@ def write_first_format(pipe, folder):
 
 
 def test_a_folder_of_the_first_format_loads_and_saves_in_the_new_one(pipe, tmp_path):
+    from diffusers import DiffusionPipeline
+
     write_first_format(pipe, tmp_path / "old")
+    with pytest.raises(ValueError, match="first format .* loads only through .*DreamDiffusionPipeline.from_pretrained; save it again"):
+        DiffusionPipeline.from_pretrained(tmp_path / "old")
     old = DreamDiffusionPipeline.from_pretrained(tmp_path / "old")
     assert type(old.scheduler).__name__ == "DDIMScheduler"  # what the first format sampled with by default
     assert torch.equal(noise_prediction(old), noise_prediction(pipe))
