@@ -1,52 +1,89 @@
-"""The one sampling loop: EEG condition → latents → images, used by validation, evaluation, predict and
-:class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline`.
+"""The one sampling loop: EEG condition → latents → images, used by validation, evaluation, predict, ``generate``
+and :class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline`.
 
-Samplers, both built from the pipeline's training noise schedule (``scheduler/scheduler_config.json``,
-DDPM β scaled-linear 0.00085 → 0.012):
+The sampler is a diffusers scheduler. :func:`build_sampler` makes one from the pipeline's noise schedule
+(``scheduler/scheduler_config.json``, β scaled-linear 0.00085 → 0.012) and a name:
 
-* ``"ddim"`` — :class:`diffusers.DDIMScheduler`, η = 0 (deterministic); our default, 50 steps = 50 UNet calls.
+* any diffusers scheduler class name — ``"DDIMScheduler"``, ``"PNDMScheduler"``, ``"DPMSolverMultistepScheduler"``
+  (DPM-Solver++), ``"EulerDiscreteScheduler"``, ``"UniPCMultistepScheduler"``, ...;
+* ``"ddim"`` — :class:`diffusers.DDIMScheduler`, η = 0 (deterministic); 50 steps = 50 UNet calls;
 * ``"plms"`` — :class:`diffusers.PNDMScheduler` with ``skip_prk_steps=True`` (the PLMS sampler the authors
   used with 250 steps). diffusers repeats the first timestep to warm the linear multistep up, so
   ``num_inference_steps`` steps cost ``num_inference_steps + 1`` UNet calls.
+
+A scheduler instance is used as it is. :func:`unet_calls` counts the UNet passes of any of them.
 
 Classifier-free guidance (only meaningful for a model trained with condition dropout):
 ``ε = ε_null + guidance_scale · (ε_cond − ε_null)``; the null and the conditional halves go through the
 UNet as one doubled batch. The unconditional half's time vector (when the model has one) is zero.
 
-Reproducibility: item ``i``'s initial noise comes from its own ``torch.Generator`` seeded with ``seeds[i]``
-(drawn on the CPU, then moved), and DDIM/PLMS add no further noise, so an image depends only on its
-EEG, its seed and the model — not on the batch it was in, nor on the rank that made it.
+Reproducibility: item ``i``'s initial noise comes from its own ``torch.Generator`` (``seeds[i]``, or the
+``i``-th of a list of generators; drawn on the CPU, then moved), and so does any noise a stochastic scheduler
+adds, so an image depends only on its EEG, its generator and the model — not on the batch it was in, nor on
+the rank that made it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from dreamdiffusion.models.condition import Condition
 
-SAMPLERS = ("ddim", "plms")
+ALIASES = {"ddim": ("DDIMScheduler", {}), "plms": ("PNDMScheduler", {"skip_prk_steps": True})}
+# The noise schedule of Stable Diffusion 1.5 (its scheduler_config.json): what unet_calls counts with
+# when no pipeline config is given (the count does not depend on the betas).
+SD15_SCHEDULE = {
+    "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "steps_offset": 1, "clip_sample": False, "set_alpha_to_one": False,
+}
 
 
-def build_sampler(scheduler_config: Mapping, sampler: str = "ddim"):
-    """A fresh diffusers scheduler for ``sampler`` ("ddim" or "plms") from the training schedule's config."""
-    from diffusers import DDIMScheduler, PNDMScheduler
+def scheduler_classes() -> list[str]:
+    """Names of the diffusers scheduler classes :func:`build_sampler` accepts (besides ``ddim``/``plms``)."""
+    import diffusers
 
-    if sampler == "ddim":
-        return DDIMScheduler.from_config(scheduler_config)
-    if sampler == "plms":
-        return PNDMScheduler.from_config(scheduler_config, skip_prk_steps=True)
-    raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    names = [n for n in dir(diffusers) if n.endswith("Scheduler") and not n.startswith("_")]
+    return sorted(n for n in names if isinstance(getattr(diffusers, n, None), type) and issubclass(getattr(diffusers, n), diffusers.SchedulerMixin))
 
 
-def unet_calls(sampler: str, num_inference_steps: int) -> int:
-    """UNet forward passes one batch costs (a guidance-doubled batch counts once): DDIM k → k, PLMS k → k + 1."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    return num_inference_steps + (1 if sampler == "plms" else 0)
+def build_sampler(scheduler_config: Mapping, sampler="ddim"):
+    """A diffusers scheduler for ``sampler`` built from the training schedule's config.
+
+    ``sampler``: ``"ddim"``, ``"plms"``, a diffusers scheduler class name (``"DPMSolverMultistepScheduler"``)
+    or a scheduler instance (returned as it is).
+    """
+    import diffusers
+
+    if isinstance(sampler, diffusers.SchedulerMixin):
+        return sampler
+    if not isinstance(sampler, str):
+        raise TypeError(f"sampler must be a name or a diffusers scheduler, got {type(sampler).__name__}")
+    name, overrides = ALIASES.get(sampler, (sampler, {}))
+    cls = getattr(diffusers, name, None) if name.endswith("Scheduler") else None
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise ValueError(
+            f"unknown sampler {sampler!r}; choose ddim, plms or a diffusers scheduler class name such as "
+            f"DPMSolverMultistepScheduler (all: {', '.join(scheduler_classes())})"
+        )
+    return cls.from_config(dict(scheduler_config), **overrides)
+
+
+def unet_calls(sampler, num_inference_steps: int, scheduler_config: Mapping | None = None) -> int:
+    """UNet forward passes one batch costs (a guidance-doubled batch counts once): one per timestep of the
+    scheduler, e.g. DDIM k → k, PLMS k → k + 1, DPM-Solver++ k → k, Heun k → 2k − 1."""
+    import copy
+
+    scheduler = build_sampler(scheduler_config or SD15_SCHEDULE, sampler)
+    if scheduler is sampler:  # never change the state of the caller's scheduler
+        scheduler = copy.deepcopy(scheduler)
+    if num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+    scheduler.set_timesteps(num_inference_steps)
+    return len(scheduler.timesteps)
 
 
 def derive_seed(*keys: int) -> int:
@@ -63,10 +100,98 @@ def use_bf16(device: torch.device, autocast: bool | None) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def initial_noise(seeds: Sequence[int], shape: Sequence[int], device: torch.device, dtype: torch.dtype) -> Tensor:
-    """``[len(seeds), *shape]`` standard normal noise; row ``i`` drawn from a CPU generator seeded with ``seeds[i]``."""
-    rows = [torch.randn(tuple(shape), generator=torch.Generator("cpu").manual_seed(int(s))) for s in seeds]
-    return torch.stack(rows).to(device=device, dtype=dtype)
+def autocast_context(device: torch.device, autocast: bool | None):
+    """bf16 autocast on ``device`` when :func:`use_bf16` says so, else a no-op context."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16(device, autocast) else contextlib.nullcontext()
+
+
+def seed_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU ``torch.Generator`` per seed (item ``i`` of a batch draws from ``generators[i]``)."""
+    return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+
+
+def initial_noise(
+    batch: int, shape: Sequence[int], generator, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """``[batch, *shape]`` standard normal noise drawn in float32 (then cast), row ``i`` from ``generator[i]``
+    when ``generator`` is a list (diffusers' ``randn_tensor``)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    if isinstance(generator, list) and len(generator) != batch:
+        raise ValueError(f"got {len(generator)} generators for {batch} images; pass one generator per image")
+    noise = randn_tensor((batch, *shape), generator=generator, device=device, dtype=torch.float32)
+    return noise.to(dtype)
+
+
+def latent_shape(unet, vae, image_size: int | None = None) -> tuple[int, int, int]:
+    """``(channels, h, w)`` of the latents for ``image_size`` pixels (default: the UNet's native size)."""
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    size = int(image_size) if image_size is not None else int(unet.config.sample_size) * factor
+    if size % factor:
+        raise ValueError(f"image_size {size} is not a multiple of the VAE's down-sampling factor {factor}")
+    return (int(unet.config.in_channels), size // factor, size // factor)
+
+
+@torch.no_grad()
+def denoise(
+    unet,
+    scheduler,
+    noise: Tensor,
+    condition: Condition,
+    null_condition: Tensor | None = None,
+    guidance_scale: float = 1.0,
+    *,
+    generator=None,
+    autocast: bool | None = None,
+    on_step: Callable[[], object] | None = None,
+) -> Tensor:
+    """The sampling loop: standard normal ``noise [B, 4, h, w]`` → denoised latents ``[B, 4, h, w]``.
+
+    ``scheduler.set_timesteps`` must have been called; one UNet pass per ``scheduler.timesteps`` entry.
+    ``condition.hidden_states [B, 77, cross_dim]`` (and ``time_vector [B, E]``, passed as ``class_labels``)
+    condition it; with ``null_condition [B, 77, cross_dim]`` and ``guidance_scale != 1`` it is guided.
+    ``generator`` reaches schedulers that add noise (``step(..., generator=)``); ``on_step`` runs after
+    each step (a progress bar's ``update``).
+    """
+    import inspect
+
+    device, dtype = noise.device, noise.dtype
+    hidden = condition.hidden_states.to(device=device, dtype=dtype)
+    if hidden.shape[0] != noise.shape[0]:
+        raise ValueError(f"{hidden.shape[0]} conditions for {noise.shape[0]} noise rows; give one condition per image")
+    time_vector = condition.time_vector
+    if time_vector is not None:
+        time_vector = time_vector.to(device=device, dtype=dtype)
+    guided = null_condition is not None and guidance_scale != 1.0
+    if guided:
+        null = null_condition.to(device=device, dtype=dtype)
+        if null.shape != hidden.shape:
+            raise ValueError(f"null_condition has shape {tuple(null.shape)}, expected {tuple(hidden.shape)}")
+        hidden = torch.cat([null, hidden])
+        if time_vector is not None:
+            time_vector = torch.cat([torch.zeros_like(time_vector), time_vector])
+    step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+
+    latents = noise * scheduler.init_noise_sigma
+    with autocast_context(device, autocast):
+        for t in scheduler.timesteps:
+            model_input = torch.cat([latents, latents]) if guided else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            eps = unet(model_input, t, encoder_hidden_states=hidden, class_labels=time_vector).sample
+            if guided:
+                eps_null, eps_cond = eps.chunk(2)
+                eps = eps_null + guidance_scale * (eps_cond - eps_null)
+            latents = scheduler.step(eps.to(latents.dtype), t, latents, **step_kwargs).prev_sample
+            if on_step is not None:
+                on_step()
+    return latents
+
+
+@torch.no_grad()
+def decode(vae, latents: Tensor, autocast: bool | None = None) -> Tensor:
+    """Latents ``[B, 4, h, w]`` → float32 images ``[B, 3, 8h, 8w]`` in about ``[-1, 1]`` (not clamped)."""
+    with autocast_context(latents.device, autocast):
+        return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample.float()
 
 
 @torch.no_grad()
@@ -77,7 +202,7 @@ def generate_images(
     condition: Condition,
     null_condition: Tensor | None,
     *,
-    sampler: str = "ddim",
+    sampler="ddim",
     num_inference_steps: int = 50,
     guidance_scale: float = 1.0,
     seeds: Sequence[int],
@@ -91,7 +216,9 @@ def generate_images(
     unet, vae
         ``UNet2DConditionModel`` and ``AutoencoderKL`` (in eval mode; gradients are not tracked).
     scheduler_config
-        The training noise scheduler's config (``pipeline.scheduler.config``).
+        The noise schedule's config (``pipeline.scheduler.config``) the sampler is built from.
+    sampler
+        ``"ddim"``, ``"plms"``, a diffusers scheduler class name or a scheduler instance (:func:`build_sampler`).
     condition
         :class:`Condition` with ``hidden_states [B, 77, cross_dim]`` and optional ``time_vector [B, E]``
         (passed to the UNet as ``class_labels``).
@@ -116,41 +243,13 @@ def generate_images(
         raise ValueError(f"got {len(seeds)} seeds for a batch of {batch} conditions; give one seed per item")
     if num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    size = int(image_size) if image_size is not None else int(unet.config.sample_size) * factor
-    if size % factor:
-        raise ValueError(f"image_size {size} is not a multiple of the VAE's down-sampling factor {factor}")
+    shape = latent_shape(unet, vae, image_size)
     device = next(unet.parameters()).device
     dtype = next(unet.parameters()).dtype
 
     scheduler = build_sampler(scheduler_config, sampler)
     scheduler.set_timesteps(num_inference_steps, device=device)
-    latents = initial_noise(seeds, (unet.config.in_channels, size // factor, size // factor), device, dtype)
-    latents = latents * scheduler.init_noise_sigma
-
-    hidden = hidden.to(device=device, dtype=dtype)
-    time_vector = condition.time_vector
-    if time_vector is not None:
-        time_vector = time_vector.to(device=device, dtype=dtype)
-    guided = null_condition is not None and guidance_scale != 1.0
-    if guided:
-        null = null_condition.to(device=device, dtype=dtype)
-        if null.shape != hidden.shape:
-            raise ValueError(f"null_condition has shape {tuple(null.shape)}, expected {tuple(hidden.shape)}")
-        hidden = torch.cat([null, hidden])
-        if time_vector is not None:
-            time_vector = torch.cat([torch.zeros_like(time_vector), time_vector])
-
-    bf16 = use_bf16(device, autocast)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with amp:
-        for t in scheduler.timesteps:
-            model_input = torch.cat([latents, latents]) if guided else latents
-            model_input = scheduler.scale_model_input(model_input, t)
-            eps = unet(model_input, t, encoder_hidden_states=hidden, class_labels=time_vector).sample
-            if guided:
-                eps_null, eps_cond = eps.chunk(2)
-                eps = eps_null + guidance_scale * (eps_cond - eps_null)
-            latents = scheduler.step(eps.to(latents.dtype), t, latents).prev_sample
-        images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-    return (images.float() / 2 + 0.5).clamp(0, 1)
+    generators = seed_generators(seeds)
+    noise = initial_noise(batch, shape, generators, device, dtype)
+    latents = denoise(unet, scheduler, noise, condition, null_condition, guidance_scale, generator=generators, autocast=autocast)
+    return (decode(vae, latents, autocast) / 2 + 0.5).clamp(0, 1)

@@ -15,7 +15,8 @@
   ``--index`` in its ``dataset`` list, samples 20..460 resampled to 512, as the paired data module does.
 
 One PNG per window and sample: ``<stem>_onset<seconds>s_sample<k>.png`` or ``<stem>_index<i>_sample<k>.png``.
-Sample ``k`` of window ``j`` is seeded with ``derive_seed(seed, j, k)``.
+Sample ``k`` of window ``j`` is seeded with ``derive_seed(seed, j, k)``. The sampler is the pipeline's scheduler
+unless ``--scheduler NAME`` names another diffusers scheduler (built on the same noise schedule).
 """
 
 from __future__ import annotations
@@ -149,28 +150,34 @@ def generate(args: argparse.Namespace) -> int:
             raise ValueError("--index applies to an ImageNet-EEG .pth; a recording takes --onset or --events")
         windows, names = recording_windows(eeg_path, args.onset, args.events)
     from dreamdiffusion.atomic import atomic_path
-    from dreamdiffusion.generation import derive_seed
-    from dreamdiffusion.pipeline import to_pil
+    from dreamdiffusion.generation import build_sampler, derive_seed
 
     if args.num_samples < 1:
         raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
     pipe = DreamDiffusionPipeline.from_pretrained(args.pipeline).to(args.device)
+    pipe.set_progress_bar_config(disable=not sys.stderr.isatty())
+    if args.scheduler is not None:
+        pipe.scheduler = build_sampler(pipe.scheduler.config, args.scheduler)
     out.mkdir(parents=True, exist_ok=True)
 
     written = 0
     for start in range(0, len(windows), args.batch_size):
         chunk = windows[start : start + args.batch_size]
-        # Seeds follow the window's position in the whole list (as DreamDiffusionPipeline.__call__), not in the chunk.
-        for k in range(args.num_samples):
-            seeds = [derive_seed(args.seed, start + j, k) for j in range(len(chunk))]
-            images = to_pil(pipe.generate(
-                chunk, seeds, sampler=args.sampler, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-            ))
-            for j, image in enumerate(images):
-                path = out / f"{eeg_path.stem}_{names[start + j]}_sample{k}.png"
-                with atomic_path(path) as tmp:
-                    image.save(tmp, format="PNG")
-                written += 1
+        # One generator per image, seeded by the window's position in the whole list (not in the chunk).
+        generators = [
+            torch.Generator("cpu").manual_seed(derive_seed(args.seed, start + j, k))
+            for j in range(len(chunk)) for k in range(args.num_samples)
+        ]
+        images = pipe(
+            chunk, num_images_per_eeg=args.num_samples, num_inference_steps=args.steps,
+            guidance_scale=args.guidance_scale, generator=generators,
+        ).images
+        for i, image in enumerate(images):
+            j, k = divmod(i, args.num_samples)
+            path = out / f"{eeg_path.stem}_{names[start + j]}_sample{k}.png"
+            with atomic_path(path) as tmp:
+                image.save(tmp, format="PNG")
+            written += 1
     print(f"{written} images from {len(windows)} EEG windows of {eeg_path} written to {out}")
     return 0
 
@@ -193,7 +200,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     where.add_argument("--events", action="store_true", help="a window at each event (annotations or stim channel)")
     p.add_argument("--index", type=int, nargs="+", metavar="I", help="trial positions in an ImageNet-EEG .pth")
     p.add_argument("--num-samples", type=int, default=1, help="images per window")
-    p.add_argument("--sampler", choices=["ddim", "plms"], default="ddim")
+    p.add_argument(
+        "--scheduler", "--sampler", dest="scheduler", metavar="NAME",
+        help="sampler: a diffusers scheduler class (DDIMScheduler, DPMSolverMultistepScheduler, "
+        "EulerDiscreteScheduler, UniPCMultistepScheduler, ...) or ddim / plms; default: the pipeline's own",
+    )
     p.add_argument("--steps", type=int, default=50, help="sampling steps (authors: PLMS 250)")
     p.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (1: none)")
     p.add_argument("--seed", type=int, default=0)

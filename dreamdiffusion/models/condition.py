@@ -12,28 +12,53 @@ vector (the authors' code, from MinD-Vis; not in the paper) is added to the time
 ``class_embed_type="identity"``. ``null_condition`` is a learned unconditional input for condition
 dropout and classifier-free guidance.
 
-Stored as ``condition.safetensors`` + ``condition.json`` (architecture and SHA-256 of the weights).
+Saved and loaded through diffusers (``ModelMixin`` + ``ConfigMixin``): ``config.json`` (the architecture),
+``diffusion_pytorch_model.safetensors`` (the weights) and ``checksums.json`` (their SHA-256). Folders of the
+first format (``condition.safetensors`` + ``condition.json``) still load.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from dreamdiffusion.atomic import atomic_path, sha256, write_text
+from dreamdiffusion.atomic import atomic_path, sha256
+from dreamdiffusion.checksums import (
+    MANIFEST,
+    is_verified,
+    verify_checksums,
+    write_checksums,
+)
 from dreamdiffusion.models.encoder_file import load_encoder
 from dreamdiffusion.models.mae import EEGEncoder, MAEConfig
 from dreamdiffusion.models.strict_load import load_strict
 
-WEIGHTS = "condition.safetensors"
-CONFIG = "condition.json"
-FORMAT = "dreamdiffusion.eeg_condition/1"
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+CONFIG = "config.json"
+LEGACY_WEIGHTS = "condition.safetensors"
+LEGACY_CONFIG = "condition.json"
+LEGACY_FORMAT = "dreamdiffusion.eeg_condition/1"
+REEXPORT = "re-export it from stage 2 (dreamdiffusion fit -c configs/finetune.yaml)"
+
+
+def pipeline_folder(folder: Path) -> Path | None:
+    """The pipeline folder holding the condition model ``folder`` (its ``model_index.json`` lists it), else ``None``."""
+    index = folder.parent / "model_index.json"
+    if not index.is_file():
+        return None
+    try:
+        return folder.parent if folder.name in json.loads(index.read_text()) else None
+    except json.JSONDecodeError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -50,7 +75,7 @@ class ConditionConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ConditionConfig":
+    def from_dict(cls, data: dict) -> ConditionConfig:
         data = dict(data)
         return cls(encoder=MAEConfig(**data.pop("encoder")), **data)
 
@@ -64,16 +89,51 @@ class Condition:
     time_vector: Tensor | None = None  # [B, time_embed_dim]
 
 
-class EEGConditionModel(nn.Module):
-    """τθ: EEG ``[B, 128, 512]`` → cross-attention condition ``[B, 77, cross_attention_dim]``, plus the CLIP head h."""
+class EEGConditionModel(ModelMixin, ConfigMixin):
+    """τθ: EEG ``[B, 128, 512]`` → cross-attention condition ``[B, 77, cross_attention_dim]``, plus the CLIP head h.
 
-    def __init__(self, config: ConditionConfig, encoder: EEGEncoder | None = None) -> None:
+    Built either from a :class:`ConditionConfig` (``EEGConditionModel(ConditionConfig(...))``) or from the
+    flat keys of its ``config.json`` (``encoder_config``: a dict of :class:`MAEConfig` fields, the dimensions),
+    which is how diffusers rebuilds it. ``encoder_module`` hands in an existing (e.g. stage-1) encoder.
+    """
+
+    # The ConditionConfig and the encoder module are not JSON; __init__ records their flat form instead.
+    ignore_for_config = ("condition_config", "encoder_module")
+
+    @register_to_config
+    def __init__(
+        self,
+        condition_config: ConditionConfig | None = None,
+        encoder_config: dict | None = None,
+        cross_attention_dim: int = 768,
+        clip_dim: int = 768,
+        n_condition_tokens: int = 77,
+        time_embed_dim: int | None = None,
+        encoder_module: EEGEncoder | None = None,
+    ) -> None:
         super().__init__()
-        if encoder is not None and encoder.config != config.encoder:
+        if condition_config is None:
+            condition_config = ConditionConfig(
+                MAEConfig(**encoder_config) if encoder_config is not None else MAEConfig(),
+                cross_attention_dim, clip_dim, n_condition_tokens, time_embed_dim,
+            )
+        elif not isinstance(condition_config, ConditionConfig):
+            raise TypeError(f"condition_config must be a ConditionConfig, got {type(condition_config).__name__}")
+        elif encoder_config is not None:
+            raise TypeError(
+                "give a ConditionConfig or the flat keys (encoder_config=..., cross_attention_dim=...), not both; "
+                "an existing encoder goes in encoder_module="
+            )
+        # register_to_config recorded the call's arguments; the flat form of the real config replaces them
+        # ("encoder_config": "encoder" is the submodule's name; an empty "_use_default_values", or from_config
+        # would take the class defaults for the keys a ConditionConfig supplied).
+        flat = condition_config.to_dict()
+        self.register_to_config(encoder_config=flat.pop("encoder"), **flat, _use_default_values=[])
+        config = condition_config
+        if encoder_module is not None and encoder_module.config != config.encoder:
             raise ValueError("the given encoder does not match config.encoder")
-        self.config = config
         d, n_tokens = config.encoder.embed_dim, config.encoder.n_tokens
-        self.encoder = encoder if encoder is not None else EEGEncoder(config.encoder)
+        self.encoder = encoder_module if encoder_module is not None else EEGEncoder(config.encoder)
         self.token_mapper = nn.Conv1d(n_tokens, config.n_condition_tokens, kernel_size=1)
         self.dim_mapper = nn.Linear(d, config.cross_attention_dim)
         self.clip_token = nn.Conv1d(n_tokens, 1, kernel_size=1)
@@ -90,12 +150,18 @@ class EEGConditionModel(nn.Module):
         cross_attention_dim: int,
         clip_dim: int,
         time_embed_dim: int | None = None,
-    ) -> "EEGConditionModel":
+    ) -> EEGConditionModel:
         """Condition model around the stage-1 encoder in ``encoder_dir`` (``None``: freshly initialised,
         the "no pre-training" ablation). An encoder of another architecture is refused."""
         config = ConditionConfig(encoder_config, cross_attention_dim, clip_dim, time_embed_dim=time_embed_dim)
         encoder = load_encoder(encoder_dir, expected=encoder_config) if encoder_dir is not None else None
-        return cls(config, encoder)
+        return cls(config, encoder_module=encoder)
+
+    @property
+    def condition_config(self) -> ConditionConfig:
+        """The architecture as a :class:`ConditionConfig` (``self.config`` is diffusers' flat dict of it)."""
+        flat = {k: self.config[k] for k in ConditionConfig.__dataclass_fields__ if k != "encoder"}
+        return ConditionConfig.from_dict({"encoder": dict(self.config["encoder_config"]), **flat})
 
     def forward(self, eeg: Tensor) -> Condition:
         """``eeg [B, C, T]`` → :class:`Condition` (tokens, hidden states ``[B, 77, cross_dim]``, time vector)."""
@@ -112,37 +178,77 @@ class EEGConditionModel(nn.Module):
         """The learned unconditional input ``[B, 77, cross_dim]``."""
         return self.null_condition.expand(batch_size, -1, -1)
 
-    def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write ``condition.safetensors`` then ``condition.json`` (with the weights' SHA-256), atomically."""
-        folder = Path(folder)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(folder / WEIGHTS) as tmp:
-            save_file(state, str(tmp), metadata={"format": FORMAT})
-            digest = sha256(tmp)
-        meta = {"format": FORMAT, "config": self.config.to_dict(), "sha256": digest}
-        write_text(folder / CONFIG, json.dumps(meta, indent=2) + "\n")
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> Path:
+        """Write ``config.json``, the safetensors weights and ``checksums.json`` to ``save_directory``, atomically.
+
+        Weights are always safetensors; ``kwargs`` go to :meth:`diffusers.ModelMixin.save_pretrained`.
+        """
+        if kwargs.pop("safe_serialization", True) is False:
+            raise ValueError("EEGConditionModel is saved as safetensors only (pickled weights are never written)")
+        if kwargs.get("push_to_hub"):
+            raise ValueError("push the whole pipeline instead: DreamDiffusionPipeline.push_to_hub(repo_id)")
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Staged beside, then each file renamed into place (weights, config, checksums last): other files in
+        # the folder are kept, and a reader never sees a half-written file; between two renames it sees
+        # weights its checksums.json does not list yet, which it refuses.
+        with tempfile.TemporaryDirectory(prefix=f".{folder.name}.tmp-", dir=folder.parent) as staging:
+            super().save_pretrained(staging, safe_serialization=True, **kwargs)
+            write_checksums(staging)
+            for name in (WEIGHTS, CONFIG, MANIFEST):
+                with atomic_path(folder / name) as tmp:
+                    os.replace(Path(staging) / name, tmp)
         return folder
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike) -> "EEGConditionModel":
-        """Load a model written by :meth:`save_pretrained`; missing, mismatched or damaged files are errors."""
-        folder = Path(folder)
-        config_path, weights = folder / CONFIG, folder / WEIGHTS
-        for path in (config_path, weights):
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path} is missing: {folder} is not a complete EEG condition model; "
-                    "re-export it from stage 2 (dreamdiffusion fit -c configs/finetune.yaml)"
-                )
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> EEGConditionModel:
+        """Load a folder written by :meth:`save_pretrained` (or by the first format); strict and verified.
+
+        Missing, unlisted, mismatched or changed weights are errors; pickles are never read. ``torch_dtype``
+        is honoured; the other diffusers loading options (``device_map``, ``variant``, ...) must be unset.
+        """
+        folder = Path(pretrained_model_name_or_path)
+        torch_dtype = kwargs.pop("torch_dtype", None)
+        unsupported = {k: v for k, v in kwargs.items() if v not in (None, False) and k in ("device_map", "variant", "quantization_config", "subfolder")}
+        if unsupported:
+            raise ValueError(f"EEGConditionModel.from_pretrained does not support {unsupported}; load it whole, on CPU, then .to(device)")
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is not a folder: give the folder an EEG condition model was saved to")
+        if not (folder / CONFIG).is_file() and (folder / LEGACY_CONFIG).is_file():
+            model = cls._from_legacy_folder(folder)
+        else:
+            for path in (folder / CONFIG, folder / WEIGHTS):
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path} is missing: {folder} is not a complete EEG condition model; {REEXPORT}")
+            if not is_verified(folder):
+                if pipeline_folder(folder) is not None:
+                    # Loaded by diffusers.DiffusionPipeline.from_pretrained: check the whole pipeline's weights
+                    # (the index lists condition_model first, so before the UNet and VAE are read).
+                    verify_checksums(pipeline_folder(folder), REEXPORT)
+                verify_checksums(folder, REEXPORT)
+            config = cls.load_config(folder)
+            if config.get("_class_name") != cls.__name__:
+                raise ValueError(f"{folder / CONFIG} describes a {config.get('_class_name')!r}, not an {cls.__name__}; {REEXPORT}")
+            model = cls.from_config(config)
+            load_strict(model, load_file(str(folder / WEIGHTS)), str(folder / WEIGHTS), f"it was not written with {folder / CONFIG}; {REEXPORT}")
+        if torch_dtype is not None:
+            model.to(torch_dtype)
+        return model.eval()
+
+    @classmethod
+    def _from_legacy_folder(cls, folder: Path) -> EEGConditionModel:
+        """First format: ``condition.json`` (config + SHA-256 of the weights) + ``condition.safetensors``."""
+        config_path, weights = folder / LEGACY_CONFIG, folder / LEGACY_WEIGHTS
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} is missing: {folder} is not a complete EEG condition model; {REEXPORT}")
         try:
             meta = json.loads(config_path.read_text())
             config = ConditionConfig.from_dict(meta["config"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(f"{config_path} is not a dreamdiffusion condition description ({e})") from None
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{config_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        if meta.get("format") != LEGACY_FORMAT:
+            raise ValueError(f"{config_path}: format {meta.get('format')!r}, expected {LEGACY_FORMAT!r}")
         if sha256(weights) != meta.get("sha256"):
-            raise ValueError(f"{weights} does not match the checksum in {config_path}; re-export the pipeline")
+            raise ValueError(f"{weights} does not match the checksum in {config_path}; {REEXPORT}")
         model = cls(config)
-        load_strict(model, load_file(str(weights)), str(weights), f"it was not written with {config_path}; re-export the pipeline")
-        return model
+        return load_strict(model, load_file(str(weights)), str(weights), f"it was not written with {config_path}; {REEXPORT}")

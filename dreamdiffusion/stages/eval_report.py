@@ -265,7 +265,7 @@ def metrics_table(results: dict) -> str:
         )
     lines += [
         f"Pipeline: `{results['pipeline']}` · split: {results['split']} · {results['trials']} EEG trials × "
-        f"{st['num_samples']} samples = {results['generated_images']} images · {st['sampler'].upper()} "
+        f"{st['num_samples']} samples = {results['generated_images']} images · {st['sampler'].upper() if st['sampler'] in ('ddim', 'plms') else st['sampler']} "
         f"{st['num_inference_steps']} steps · guidance {st['guidance_scale']} · {st['image_size']} px · seed {st['seed']}\n",
         head + ours + rows,
         "EEG→CLIP retrieval top-1: " + with_ci(m.get("retrieval_top1"), results["ci"].get("retrieval_top1"), 1, True)

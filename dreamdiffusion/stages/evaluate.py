@@ -87,7 +87,9 @@ class EvalModule(L.LightningModule):
     num_samples
         Images generated per EEG trial (the authors: 5).
     sampler, num_inference_steps, guidance_scale
-        ``ddim`` 50 (default) or ``plms`` 250 (the authors); classifier-free guidance scale (1: none).
+        The sampler: ``ddim`` (default, 50 steps), ``plms`` (the authors, 250 steps) or any diffusers scheduler
+        class name (``DPMSolverMultistepScheduler``, ``EulerDiscreteScheduler``, ``UniPCMultistepScheduler``,
+        ...), built on the pipeline's noise schedule; classifier-free guidance scale (1: none).
     seed
         Seeds generation and the n-way trials.
     image_size
@@ -142,7 +144,7 @@ class EvalModule(L.LightningModule):
         super().__init__()
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        unet_calls(sampler, num_inference_steps)  # validates the sampler name
+        unet_calls(sampler, num_inference_steps)  # validates the sampler name and the step count
         self.pipeline_dir = str(pipeline)
         self.num_samples, self.sampler, self.num_inference_steps = num_samples, sampler, num_inference_steps
         self.guidance_scale, self.seed, self.image_size, self.autocast = guidance_scale, seed, image_size, autocast

@@ -112,9 +112,10 @@ class EEGSDFinetuneModule(L.LightningModule):
     use_cached_latents, use_cached_clip_embeds
         Read the batch's ``latent_mean``/``latent_std`` and ``clip_embeds`` (the data module's caches)
         instead of running the VAE / CLIP every step. Cached latents are of the un-augmented image.
-    val_sample_every_n_epochs, val_num_samples, val_num_inference_steps, val_guidance_scale
-        Every n epochs (0: never) a grid (ground truth | samples) of the first val items with a few
-        DDIM steps goes to the logger.
+    val_sample_every_n_epochs, val_num_samples, val_sampler, val_num_inference_steps, val_guidance_scale
+        Every n epochs (0: never) a grid (ground truth | samples) of the first val items, sampled with a few
+        steps of ``val_sampler`` (``ddim``, ``plms`` or a diffusers scheduler class name such as
+        ``DPMSolverMultistepScheduler``), goes to the logger.
     seed
         Seeds the validation noise (so val/loss_sd is comparable across epochs) and the sample grid.
     """
@@ -140,6 +141,7 @@ class EEGSDFinetuneModule(L.LightningModule):
         use_cached_clip_embeds: bool = False,
         val_sample_every_n_epochs: int = 5,
         val_num_samples: int = 4,
+        val_sampler: str = "ddim",
         val_num_inference_steps: int = 10,
         val_guidance_scale: float = 1.0,
         seed: int = 0,
@@ -148,6 +150,9 @@ class EEGSDFinetuneModule(L.LightningModule):
         self._check_arguments(
             sd_loss_weight, clip_loss_weight, condition_dropout, train_encoder, train_cross_attention
         )
+        from dreamdiffusion.generation import unet_calls
+
+        unet_calls(val_sampler, val_num_inference_steps)  # an unknown sampler fails now, not at the first grid
         self.save_hyperparameters()
         sd = load_sd(
             sd_model,
@@ -364,7 +369,7 @@ class EEGSDFinetuneModule(L.LightningModule):
 
     @torch.no_grad()
     def sample_grid(self, eeg: Tensor, image: Tensor) -> Tensor:
-        """``[3, H, W]`` in [0, 1]: row i = ground truth i | a sample for EEG i (few DDIM steps)."""
+        """``[3, H, W]`` in [0, 1]: row i = ground truth i | a sample for EEG i (few ``val_sampler`` steps)."""
         from torchvision.utils import make_grid
 
         from dreamdiffusion.generation import generate_images
@@ -374,7 +379,7 @@ class EEGSDFinetuneModule(L.LightningModule):
         null = self.condition_model.null(eeg.shape[0]) if hp.condition_dropout > 0 else None
         samples = generate_images(
             self.unet, self.vae, self.noise_scheduler.config, condition, null,
-            sampler="ddim", num_inference_steps=hp.val_num_inference_steps, guidance_scale=hp.val_guidance_scale,
+            sampler=hp.val_sampler, num_inference_steps=hp.val_num_inference_steps, guidance_scale=hp.val_guidance_scale,
             seeds=[hp.seed + i for i in range(eeg.shape[0])],
         )
         truth = ((image.float() + 1) / 2).clamp(0, 1)
@@ -433,12 +438,24 @@ class EEGSDFinetuneModule(L.LightningModule):
                 "score": float(score) if score is not None else None,
             }
         info["fit_end_global_step"] = int(self.global_step)
-        self.export_pipeline(self.export_dir / "pipeline")
+        metrics = {info["monitor"]: info["score"]} if info["score"] is not None else None
+        self.export_pipeline(self.export_dir / "pipeline", metrics=metrics)
         write_text(self.export_dir / "export.json", json.dumps(info, indent=2) + "\n")
         rank_zero_info(f"stage 2: wrote {self.export_dir / 'pipeline'} from the {info['weights']} weights")
 
-    def export_pipeline(self, folder: str | Path) -> Path:
-        """Write the :class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline` folder (atomically)."""
+    def export_pipeline(self, folder: str | Path, metrics: dict[str, float] | None = None) -> Path:
+        """Write the :class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline` folder (atomically) with DDIM on the
+        training noise schedule as its sampler and a model card (base model, data, ``metrics`` of the run)."""
+        from diffusers import DDIMScheduler
+
         from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
-        return DreamDiffusionPipeline(self.unet, self.vae, self.noise_scheduler, self.condition_model).save_pretrained(folder)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        data = None
+        if datamodule is not None:
+            eeg_path = getattr(datamodule.hparams, "eeg_path", None)
+            data = type(datamodule).__name__ + (f" ({eeg_path})" if eeg_path else "")
+        sampler = DDIMScheduler.from_config(self.noise_scheduler.config)
+        return DreamDiffusionPipeline(self.unet, self.vae, sampler, self.condition_model).save_pretrained(
+            folder, base_model=self.hparams.sd_model, data=data, metrics=metrics,
+        )

@@ -62,6 +62,8 @@ def test_stage1_then_stage2_demo_configs_write_a_loadable_pipeline(cli, tmp_path
     export = json.loads((stage / "export.json").read_text())
     assert export["weights"] == "best" and export["monitor"] == "val/loss"
     assert Path(export["checkpoint"]).parent == stage / "checkpoints"
+    card = (stage / "pipeline" / "README.md").read_text()  # the model card names the run's data and score
+    assert f"ImageNetEEGDataModule ({tmp_path / 'data'}" in card and f"| val/loss | {export['score']:.4g} |" in card
     condition = pipe.encode_eeg(torch.randn(2, 128, 512))
     assert pipe.predict_noise(torch.randn(2, 4, 8, 8), 10, condition).shape == (2, 4, 8, 8)
     # the checkpoint holds the trainable part only: no VAE, no CLIP, no frozen UNet weight

@@ -40,14 +40,66 @@ def test_from_stage1_refuses_an_encoder_of_another_preset(tmp_path):
         EEGConditionModel.from_stage1(tmp_path, preset("18.3M"), cross_attention_dim=32, clip_dim=16)
 
 
+def test_condition_model_is_a_diffusers_model_with_its_config():
+    from diffusers import ConfigMixin, ModelMixin
+
+    model = tiny_condition(time_embed_dim=128)
+    assert isinstance(model, ModelMixin) and isinstance(model, ConfigMixin)
+    assert model.config.cross_attention_dim == 32 and model.config.encoder_config["embed_dim"] == 64
+    assert model.condition_config == ConditionConfig(preset("tiny"), cross_attention_dim=32, clip_dim=16, time_embed_dim=128)
+    with pytest.raises(TypeError, match="an existing encoder goes in encoder_module="):
+        EEGConditionModel(model.condition_config, model.encoder)  # the first API's positional encoder
+    rebuilt = EEGConditionModel.from_config(model.config)
+    assert rebuilt.condition_config == model.condition_config
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+
+
 def test_condition_round_trip_and_damaged_weights(tmp_path):
     model = tiny_condition().eval()
-    model.save_pretrained(tmp_path)
-    loaded = EEGConditionModel.from_pretrained(tmp_path).eval()
+    (tmp_path / "condition").mkdir()
+    (tmp_path / "condition" / "notes.txt").write_text("kept")
+    model.save_pretrained(tmp_path / "condition")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "checksums.json", "condition", "config.json", "diffusion_pytorch_model.safetensors", "notes.txt"
+    ]  # the user's file is kept; no temporary entry is left behind
+    loaded = EEGConditionModel.from_pretrained(tmp_path / "condition")
     x = torch.randn(2, 128, 512)
     with torch.no_grad():
         assert torch.equal(loaded(x).hidden_states, model(x).hidden_states)
-    meta = json.loads((tmp_path / "condition.json").read_text())
+    assert EEGConditionModel.from_pretrained(tmp_path / "condition", torch_dtype=torch.bfloat16).dtype == torch.bfloat16
+    weights = tmp_path / "condition" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="does not match its SHA-256 in .*checksums.json: it changed after export"):
+        EEGConditionModel.from_pretrained(tmp_path / "condition")
+
+
+def test_condition_weights_of_another_architecture_are_refused(tmp_path):
+    from dreamdiffusion.checksums import write_checksums
+
+    tiny_condition().save_pretrained(tmp_path / "a")
+    tiny_condition(time_embed_dim=8).save_pretrained(tmp_path / "b")
+    # weights of b under a's config, with a manifest that matches them: only the strict load can tell
+    (tmp_path / "b" / "diffusion_pytorch_model.safetensors").replace(tmp_path / "a" / "diffusion_pytorch_model.safetensors")
+    write_checksums(tmp_path / "a")
+    with pytest.raises(ValueError, match=r"does not fit EEGConditionModel: missing \[\], unexpected \['time_mapper"):
+        EEGConditionModel.from_pretrained(tmp_path / "a")
+
+
+def test_condition_folder_of_the_first_format_still_loads(tmp_path):
+    from safetensors.torch import save_file
+
+    from dreamdiffusion.atomic import sha256
+
+    model = tiny_condition().eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "condition.safetensors"))
+    meta = {"format": "dreamdiffusion.eeg_condition/1", "config": model.condition_config.to_dict(),
+            "sha256": sha256(tmp_path / "condition.safetensors")}
+    (tmp_path / "condition.json").write_text(json.dumps(meta))
+    x = torch.randn(1, 128, 512)
+    with torch.no_grad():
+        assert torch.equal(EEGConditionModel.from_pretrained(tmp_path)(x).hidden_states, model(x).hidden_states)
     meta["sha256"] = "0" * 64
     (tmp_path / "condition.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="does not match the checksum"):
@@ -74,7 +126,7 @@ def test_pipeline_export_load_gives_the_same_unet_output(pipeline_dir):
     assert loaded.image_size == 64
 
 
-@pytest.mark.parametrize("part", ["unet", "vae", "scheduler", "condition"])
+@pytest.mark.parametrize("part", ["unet", "vae", "scheduler", "condition_model"])
 def test_incomplete_pipeline_folder_names_the_part(pipeline_dir, tmp_path, part):
     import shutil
 

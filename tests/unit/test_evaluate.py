@@ -131,16 +131,13 @@ def read_trials(folder):
 
 
 def test_a_pipeline_whose_condition_ignores_eeg_gives_shuffled_equal_to_unshuffled(assets, tmp_path):
-    from dreamdiffusion.models.condition import EEGConditionModel
+    from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
     folder = tmp_path / "pipeline"
-    import shutil
-
-    shutil.copytree(assets["pipeline"], folder)
-    condition = EEGConditionModel.from_pretrained(folder / "condition")
+    pipe = DreamDiffusionPipeline.from_pretrained(assets["pipeline"])
     with torch.no_grad():  # τ(y) = bias: the same condition whatever the EEG
-        condition.dim_mapper.weight.zero_()
-    condition.save_pretrained(folder / "condition")
+        pipe.condition_model.dim_mapper.weight.zero_()
+    pipe.save_pretrained(folder)
     result = run({**assets, "pipeline": str(folder)}, tmp_path / "out", batch_size=4)
     rows = read_trials(tmp_path / "out")
     assert len(rows) == 6 and all(r["shuffled_partner_index"] != r["index"] for r in rows)
@@ -304,3 +301,11 @@ def test_controls_can_be_switched_off(assets, tmp_path):
     assert result["controls"] == {} and result["failures"] == []
     assert result["ci"]["fid"] is None and result["ci"]["top1_mean"] == [1.0, 1.0]
     assert not list((tmp_path / "samples").glob("*_shuffled_*"))
+
+
+def test_sampler_by_diffusers_class_name_and_a_wrong_name(assets, tmp_path):
+    sampled = module(assets, sampler="DPMSolverMultistepScheduler", num_inference_steps=3)
+    trainer = L.Trainer(default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    assert len([p for batch in trainer.predict(sampled, datamodule=PairedData(n=2)) for p in batch]) == 4
+    with pytest.raises(ValueError, match="unknown sampler 'dpm'; choose ddim, plms or a diffusers scheduler class name"):
+        module(assets, sampler="dpm")

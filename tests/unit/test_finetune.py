@@ -229,8 +229,12 @@ def test_export_loads_back_and_gives_the_same_unet_output(weights, tmp_path):
     module = make(weights, lr=1e-3)
     train_steps(module, paired_batch(2), steps=1)
     module.eval()
-    module.export_pipeline(tmp_path / "pipeline")
+    module.export_pipeline(tmp_path / "pipeline", metrics={"val/loss": 0.25})
     pipe = DreamDiffusionPipeline.from_pretrained(tmp_path / "pipeline")
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # the sampler, on the training noise schedule
+    assert pipe.scheduler.config.beta_schedule == module.noise_scheduler.config.beta_schedule
+    card = (tmp_path / "pipeline" / "README.md").read_text()
+    assert "| val/loss | 0.25 |" in card and "preset `tiny`" in card
     eeg, latents, t = torch.randn(2, 128, 512), torch.randn(2, 4, 8, 8), torch.tensor([10, 500])
     with torch.no_grad():
         condition = module.condition_model(eeg)
@@ -243,8 +247,8 @@ def test_exported_folder_missing_a_part_is_a_clear_error(weights, tmp_path):
     import shutil
 
     make(weights).export_pipeline(tmp_path / "pipeline")
-    shutil.rmtree(tmp_path / "pipeline" / "condition")
-    with pytest.raises(FileNotFoundError, match=r"incomplete: missing condition \(condition/condition.json\)"):
+    shutil.rmtree(tmp_path / "pipeline" / "condition_model")
+    with pytest.raises(FileNotFoundError, match=r"incomplete: missing condition_model \(condition_model/config.json\)"):
         DreamDiffusionPipeline.from_pretrained(tmp_path / "pipeline")
 
 
@@ -263,6 +267,17 @@ def test_validation_grid_pairs_ground_truth_with_samples(weights):
     assert 0 <= grid.min() and grid.max() <= 1
     truth_tile = grid[:, 2:66, 2:66]
     assert torch.allclose(truth_tile, ((batch["image"][0] + 1) / 2).clamp(0, 1), atol=1e-6)
+
+
+def test_validation_sampler_by_diffusers_class_name(weights):
+    module = make(weights, val_num_inference_steps=2, val_sampler="DPMSolverMultistepScheduler").eval()
+    batch = paired_batch(1)
+    ddim = make(weights, val_num_inference_steps=2).eval()
+    ddim.load_state_dict(module.state_dict())
+    dpm_grid, ddim_grid = module.sample_grid(batch["eeg"], batch["image"]), ddim.sample_grid(batch["eeg"], batch["image"])
+    assert dpm_grid.shape == ddim_grid.shape and (dpm_grid - ddim_grid).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="unknown sampler 'dpm'"):
+        make(weights, val_sampler="dpm")
 
 
 def test_export_with_time_condition_keeps_the_identity_class_embedding(weights, tmp_path):

@@ -65,6 +65,27 @@ def test_images_do_not_depend_on_the_batch_size(cli, pipeline, tmp_path):
         assert np.abs(a - b).max() <= 1
 
 
+def test_scheduler_chosen_by_diffusers_class_name(cli, capsys, pipeline, tmp_path, monkeypatch):
+    from diffusers import DPMSolverMultistepScheduler
+
+    path = tmp_path / "rec_raw.fif"
+    make_raw().save(path, verbose="error")
+    steps = []
+    step = DPMSolverMultistepScheduler.step
+    monkeypatch.setattr(DPMSolverMultistepScheduler, "step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k))
+    args = ["generate", "--pipeline", pipeline, "--eeg", str(path), "--onset", "1.0", "--steps", "3"]
+    assert cli(*args, "--out", str(tmp_path / "dpm"), "--scheduler", "DPMSolverMultistepScheduler") == 0
+    assert len(steps) == 3
+    assert cli(*args, "--out", str(tmp_path / "ddim")) == 0 and len(steps) == 3  # default: the pipeline's DDIM
+    from PIL import Image
+
+    name = "rec_raw_onset1.000s_sample0.png"
+    dpm, ddim = (np.asarray(Image.open(tmp_path / d / name), dtype=int) for d in ("dpm", "ddim"))
+    assert np.abs(dpm - ddim).max() > 0
+    assert cli(*args, "--out", str(tmp_path / "x"), "--scheduler", "Euler") == 2
+    assert "unknown sampler 'Euler'; choose ddim, plms or a diffusers scheduler class name" in capsys.readouterr().err
+
+
 def test_imagenet_eeg_pth_by_index(cli, pipeline, tmp_path):
     from dreamdiffusion.data.synthetic import write_synthetic_imagenet_eeg
 
