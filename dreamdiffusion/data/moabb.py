@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dreamdiffusion.atomic import remove_stale_temporaries
 from dreamdiffusion.data.cache import CacheError, ShardCache, check_writable, open_shard, source_dir, stable_hash
 from dreamdiffusion.data.moabb_catalog import load_pinned
 from dreamdiffusion.data.loaders import eval_loader, train_loader
 from dreamdiffusion.signal import N_CHANS, Preprocessing, Windows, harmonise_channels, montage_index, preprocess_raw, replication_index
 
 log = logging.getLogger(__name__)
+# A temporary in a shared cache untouched this long belongs to a dead build, whichever machine wrote it.
+STALE_SECONDS = 3600
 
 
 def make_dataset(name: str, kwargs: dict | None = None):
@@ -360,6 +364,9 @@ class MOABBDataModule(L.LightningDataModule):
                 if not counts["subjects_built"] and not failures:
                     # only a build writes: a complete cache on a read-only file system is fine
                     check_writable(self.cache.root, "cache_dir", "set data.init_args.cache_dir to a writable folder")
+                    # Temporaries of killed builds: this host's dead writers at once, others' after an hour
+                    # (the cache may be shared by live builds on other machines).
+                    remove_stale_temporaries(self.cache.root, older_than=time.time() - STALE_SECONDS, depth=3)
                 try:
                     record = self.cache.build_subject(
                         source, source_key, subject,
