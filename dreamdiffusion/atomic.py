@@ -232,3 +232,13 @@ def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_safetensors(path: str | os.PathLike, state: dict, metadata: dict[str, str] | None = None) -> str:
+    """Write tensors ``state`` to a ``.safetensors`` file atomically (space checked first); returns its SHA-256."""
+    from safetensors.torch import save_file
+
+    needed = sum(t.numel() * t.element_size() for t in state.values())
+    with atomic_path(path, needed=needed) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+        return sha256(tmp)

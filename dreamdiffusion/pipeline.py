@@ -67,7 +67,8 @@ class DreamDiffusionPipeline:
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Write the whole pipeline to ``folder``; a reader never sees a half-written folder."""
         folder = Path(folder)
-        with atomic_dir(folder) as tmp:
+        needed = sum(p.numel() * p.element_size() for m in (self.unet, self.vae, self.condition_model) for p in m.state_dict().values())
+        with atomic_dir(folder, needed=needed) as tmp:
             self.unet.save_pretrained(tmp / "unet")
             self.vae.save_pretrained(tmp / "vae")
             self.scheduler.save_pretrained(tmp / "scheduler")

@@ -309,6 +309,19 @@ class MOABBDataModule(L.LightningDataModule):
     def _kwargs(self, name: str) -> dict:
         return dict((self.hparams.dataset_kwargs or {}).get(name) or {})
 
+    def _cache_kwargs(self, name: str) -> dict:
+        """The kwargs as the cache is keyed by them. A file-backed source (a class with a ``fingerprint`` of
+        its files' content) has its files by name, not path: a moved run folder keeps its cache."""
+        kwargs = self._kwargs(name)
+        if "." not in name:
+            return kwargs
+        import importlib
+
+        module, _, attr = name.rpartition(".")
+        if not hasattr(getattr(importlib.import_module(module), attr, None), "fingerprint"):
+            return kwargs
+        return {k: Path(v).name if isinstance(v, str) and Path(v).is_file() else v for k, v in kwargs.items()}
+
     def _keys(self) -> list[tuple[str, int]]:
         stray = sorted(set(self.hparams.subjects or {}) - set(self.names))
         if stray:
@@ -329,7 +342,7 @@ class MOABBDataModule(L.LightningDataModule):
     def manifest_key(self) -> str:
         """Hash of everything a manifest depends on: sources, subjects, preprocessing, split."""
         return stable_hash({
-            "sources": [[n, self._kwargs(n)] for n in self.names],
+            "sources": [[n, self._cache_kwargs(n)] for n in self.names],
             "subjects": self.hparams.subjects,
             "params": self.preprocessing.to_dict(),
             "dtype": self.hparams.dtype,
@@ -353,7 +366,8 @@ class MOABBDataModule(L.LightningDataModule):
             kwargs = self._kwargs(name)
             if name not in datasets:
                 datasets[name] = make_dataset(name, kwargs)
-            source, source_key = source_dir(name, kwargs), {"name": name, "kwargs": kwargs}
+            cache_kwargs = self._cache_kwargs(name)
+            source, source_key = source_dir(name, cache_kwargs), {"name": name, "kwargs": cache_kwargs}
             if hasattr(datasets[name], "fingerprint"):  # file-backed sources: a changed file is rebuilt
                 source_key["fingerprint"] = datasets[name].fingerprint
             reuse, complete = self.cache.valid_entries(source, subject, source_key)
@@ -390,7 +404,7 @@ class MOABBDataModule(L.LightningDataModule):
         manifest = {
             "version": 1,
             "key": self.manifest_key(),
-            "datasets": [{"name": n, "kwargs": self._kwargs(n), "dir": source_dir(n, self._kwargs(n))} for n in self.names],
+            "datasets": [{"name": n, "kwargs": self._cache_kwargs(n), "dir": source_dir(n, self._cache_kwargs(n))} for n in self.names],
             "preprocessing": self.preprocessing.to_dict(),
             "dtype": self.hparams.dtype,
             "split": {"by": "subject", "seed": self.hparams.seed, "val_fraction": self.hparams.val_fraction,

@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from dreamdiffusion.atomic import atomic_path, sha256, write_text
+from dreamdiffusion.atomic import sha256, write_safetensors, write_text
 from dreamdiffusion.models.encoder_file import load_encoder
 from dreamdiffusion.models.mae import EEGEncoder, MAEConfig
 from dreamdiffusion.models.strict_load import load_strict
@@ -116,9 +116,7 @@ class EEGConditionModel(nn.Module):
         """Write ``condition.safetensors`` then ``condition.json`` (with the weights' SHA-256), atomically."""
         folder = Path(folder)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(folder / WEIGHTS) as tmp:
-            save_file(state, str(tmp), metadata={"format": FORMAT})
-            digest = sha256(tmp)
+        digest = write_safetensors(folder / WEIGHTS, state, metadata={"format": FORMAT})
         meta = {"format": FORMAT, "config": self.config.to_dict(), "sha256": digest}
         write_text(folder / CONFIG, json.dumps(meta, indent=2) + "\n")
         return folder

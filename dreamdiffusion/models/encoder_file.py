@@ -11,9 +11,9 @@ import json
 import os
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from dreamdiffusion.atomic import atomic_path, sha256, write_text
+from dreamdiffusion.atomic import sha256, write_safetensors, write_text
 from dreamdiffusion.models.mae import EEGEncoder, MAEConfig
 from dreamdiffusion.models.strict_load import load_strict
 
@@ -26,9 +26,7 @@ def save_encoder(encoder: EEGEncoder, folder: str | os.PathLike, **info) -> Path
     """Write ``encoder`` to ``folder`` (created if needed); ``info`` goes into the JSON (e.g. preset, mask_ratio)."""
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    with atomic_path(folder / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT})
-        digest = sha256(tmp)
+    digest = write_safetensors(folder / WEIGHTS, state, metadata={"format": FORMAT})
     meta = {"format": FORMAT, "config": encoder.config.to_dict(), "sha256": digest, **info}
     write_text(folder / CONFIG, json.dumps(meta, indent=2) + "\n")
     return folder

@@ -433,7 +433,11 @@ class EEGSDFinetuneModule(L.LightningModule):
                 "score": float(score) if score is not None else None,
             }
         info["fit_end_global_step"] = int(self.global_step)
-        self.export_pipeline(self.export_dir / "pipeline")
+        # The old description goes first: a run killed between the two writes leaves a pipeline without an
+        # export.json, never one that describes other weights.
+        (self.export_dir / "export.json").unlink(missing_ok=True)
+        pipeline = self.export_pipeline(self.export_dir / "pipeline")
+        info["condition_sha256"] = json.loads((Path(pipeline) / "condition" / "condition.json").read_text())["sha256"]
         write_text(self.export_dir / "export.json", json.dumps(info, indent=2) + "\n")
         rank_zero_info(f"stage 2: wrote {self.export_dir / 'pipeline'} from the {info['weights']} weights")
 
