@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dreamdiffusion.atomic import host_tag
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "configs/demo/pretrain.yaml")
 BUDGET = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
@@ -45,7 +47,15 @@ def test_resume_refuses_other_settings_and_damaged_checkpoints_and_continues_a_l
     assert not (stage / ".dreamdiffusion.lock").exists()
 
     last.write_bytes(good)
+    # what a run killed during its export leaves: a temporary of this host's dead writer, and an old-style one
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    litter = [stage / f".encoder.safetensors.tmp-{killed.pid}-{host_tag()}-x1", stage / ".pipeline.tmp-q8w7"]
+    litter[0].write_bytes(b"half an export")
+    litter[1].mkdir()
+    os.utime(litter[1], (1, 1))
     assert cli("fit", "-c", DEMO, f"--run_dir={run}", *BUDGET, "--trainer.max_epochs=2") == 0
+    assert not any(path.exists() for path in litter)
     assert "larger budget (trainer.max_epochs 1 -> 2)" in caplog.text
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 4
     assert json.loads((stage / "encoder.json").read_text())["global_step"] == 4
