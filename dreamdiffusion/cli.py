@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {config_error_message(error, argv)}", file=sys.stderr)
         return 2
-    except Exception as error:  # noqa: BLE001 - a user's mistake is one line; anything else is re-raised whole
+    except Exception as error:  # a user's mistake is one line; anything else is re-raised whole
         cause = errors.user_error(error)
         if cause is None or errors.debug():
             raise

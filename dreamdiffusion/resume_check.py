@@ -3,8 +3,8 @@
 A stage's checkpoints record the settings that shape its result (:func:`stage_settings`): the model's
 and the data module's class and init args, the seed, and the trainer's precision, gradient settings and
 budget. Paths under ``run_dir`` are stored relative to it (``${run_dir}/...``), so a moved run folder
-still resumes. Settings that change how, not what, is computed (DataLoader workers, cache devices) are
-left out.
+still resumes. Settings that change how, not what, is computed or only what is logged (DataLoader
+workers, cache devices, validation sample grids, ``limit_*_batches``) are left out.
 
 On ``resume: true`` (:func:`check_resume`) a re-run with other settings is refused with the keys that
 differ and the two ways out (``--resume=false``, or a new ``--run_dir``), unless only the budget grew
@@ -26,12 +26,15 @@ from dreamdiffusion.errors import UserError
 
 CHECKPOINT_KEY = "dreamdiffusion_settings"
 BUDGET = ("trainer.max_epochs", "trainer.max_steps")
+# limit_*_batches are left out: they are debugging knobs that tests and smoke runs change between runs
 TRAINER_KEYS = (
     "precision", "max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm",
-    "limit_train_batches",
 )
-# init args that change how, not what, is computed
-NOT_SHAPING = {"num_workers", "cache_device", "cache_batch_size", "local_files_only"}
+# init args that change how the run is computed or watched, not what it trains
+NOT_SHAPING = {
+    "num_workers", "cache_device", "cache_batch_size", "local_files_only",
+    "val_sample_every_n_epochs", "val_num_samples", "val_num_inference_steps", "val_guidance_scale", "plot_channels",
+}
 WAYS_OUT = "start over with --resume=false, or write to a new folder with --run_dir=DIR"
 
 

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from dreamdiffusion import atomic
-from dreamdiffusion.atomic import atomic_dir, atomic_path, host_tag, remove_stale_temporaries, write_safetensors, write_text
+from dreamdiffusion.atomic import (
+    atomic_dir,
+    atomic_path,
+    host_tag,
+    remove_stale_temporaries,
+    write_safetensors,
+    write_text,
+)
 from dreamdiffusion.data.cache import ShardCache
 from dreamdiffusion.errors import DiskFullError
 
@@ -93,10 +100,9 @@ def test_too_little_space_is_refused_before_writing(tmp_path, monkeypatch):
 
 
 def test_any_exception_removes_the_temporary(tmp_path):
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_path(tmp_path / "f") as tmp:
-            tmp.write_text("half")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "f") as tmp:
+        tmp.write_text("half")
+        raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
 
 

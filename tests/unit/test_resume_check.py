@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from dreamdiffusion.resume_check import CHECKPOINT_KEY, ResumeRefused, check_resume, stage_settings
+from dreamdiffusion.resume_check import (
+    CHECKPOINT_KEY,
+    ResumeRefused,
+    check_resume,
+    stage_settings,
+)
 
 
 def config(run_dir="/runs/a", mask_ratio=0.75, preset="tiny", max_epochs=5, num_workers=2):
