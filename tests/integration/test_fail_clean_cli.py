@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,27 @@ def test_the_entry_point_prints_one_line_and_exits_2(tmp_path):
                             cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {broken}: not valid YAML at line 4, column 1: expected ',' or ']', but got '<stream end>'; fix the file"]
+
+
+@pytest.mark.slow
+def test_two_fit_processes_on_one_run_folder_the_second_is_refused(demo_run_dir):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "dreamdiffusion", "fit", "-c", DEMO, f"--run_dir={demo_run_dir}",
+               "--trainer.enable_progress_bar=false"]
+    first = subprocess.Popen([*command, "--trainer.max_epochs=50"], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lock = demo_run_dir / "pretrain" / ".dreamdiffusion.lock"
+        deadline = time.time() + 120
+        while not lock.is_file() and time.time() < deadline:
+            assert first.poll() is None
+            time.sleep(0.1)
+        second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+        assert first.poll() is None, "the first run must still hold the folder"
+        assert second.returncode == 2
+        assert f"error: {demo_run_dir / 'pretrain'} is in use by pid {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    assert len(list((demo_run_dir / "pretrain" / "lightning_logs").glob("version_*"))) <= 1
