@@ -129,3 +129,25 @@ def test_temporaries_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
     removed = remove_stale_temporaries(stage, older_than=1000)
     assert sorted(removed) == sorted([legacy, old_dir])
     assert (stage / "pipeline").is_dir()
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A 256 KiB tmpfs (needs root and mount rights; skipped elsewhere), unmounted at the end."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_real_full_disk_is_an_error_not_a_sigbus(tiny_filesystem, monkeypatch):
+    monkeypatch.setattr(atomic, "check_space", lambda path, needed: None)  # reach the disk's own ENOSPC
+    cache = ShardCache(tiny_filesystem)
+    with pytest.raises(DiskFullError, match=r"disk full while writing .*a\.npy: .* left, 1\.0 MiB needed"):
+        cache.write_shard(tiny_filesystem / "src" / "sub-1" / "a.npy", np.ones((64, 128, 64), np.float32))
+    with pytest.raises(DiskFullError, match=r"disk full while writing .*encoder\.safetensors"):
+        write_safetensors(tiny_filesystem / "encoder.safetensors", {"x": torch.zeros(200_000)})
+    assert [p for p in tiny_filesystem.rglob("*") if p.is_file()] == []
