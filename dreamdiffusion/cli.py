@@ -7,22 +7,38 @@
 
 Stage configs share a top-level ``run_dir``; a stage writes under ``<run_dir>/<stage>/`` through relative
 interpolations in its YAML (``${..run_dir}``), so ``--run_dir=DIR`` after ``-c`` moves everything.
+
+Before a stage writes, it locks its folder (:mod:`dreamdiffusion.run_lock`) and removes temporaries that
+killed runs left there; ``fit`` records its settings in every checkpoint and, on ``resume: true``,
+continues only a checkpoint of the same settings (:mod:`dreamdiffusion.resume_check`).
+
+A mistake of the user (a bad file, value or config, a locked folder, a full disk) ends in one line,
+``error: <message>``, and exit status 2; other exceptions keep their traceback
+(:mod:`dreamdiffusion.errors`; ``DREAMDIFFUSION_DEBUG=1`` shows every traceback).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from dreamdiffusion import errors, run_lock
+from dreamdiffusion.atomic import remove_stale_temporaries
+from dreamdiffusion.resume_check import RecordSettings, check_resume, stage_settings
 from dreamdiffusion.rng_state import RNGStateCallback
 
 TRAINING = {"fit", "validate", "test", "predict"}
 PLAIN = {"data", "weights", "generate"}
+# Locks held by this process, released when the stage returns or fails (and by the OS if it is killed).
+_HELD: list[run_lock.RunLock] = []
 
 
 class DreamDiffusionCLI(LightningCLI):
@@ -37,7 +53,8 @@ class DreamDiffusionCLI(LightningCLI):
             "--resume",
             type=bool,
             default=False,
-            help="fit: continue from <trainer.default_root_dir>/checkpoints/last.ckpt when it exists.",
+            help="fit: continue from <trainer.default_root_dir>/checkpoints/last.ckpt when it exists and was "
+            "trained with the same settings (only a larger max_epochs/max_steps may differ).",
         )
         # One checkpoint callback per stage, in <stage folder>/checkpoints, so a re-run finds last.ckpt.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -46,33 +63,100 @@ class DreamDiffusionCLI(LightningCLI):
             "trainer.default_root_dir", "checkpoint.dirpath", compute_fn=lambda root: os.path.join(root or ".", "checkpoints")
         )
 
+    def _claim_stage_folder(self) -> None:
+        """Lock the stage folder (rank 0 of the run only) and clear what killed runs left in it."""
+        if rank_zero_only.rank != 0 or self.trainer.global_rank != 0:
+            return
+        folder = Path(self.trainer.default_root_dir)
+        lock = run_lock.acquire(folder, log=rank_zero_info)
+        _HELD.append(lock)
+        for path in remove_stale_temporaries(folder, older_than=lock.created, depth=3):
+            rank_zero_info(f"removed {path}, left by an interrupted write")
+
     def before_fit(self) -> None:
+        self._claim_stage_folder()
         config = self.config[self.subcommand]
+        settings = stage_settings(config.as_dict() if hasattr(config, "as_dict") else dict(config))
+        self.trainer.callbacks.append(RecordSettings(settings))
         if not config.get("resume") or config.get("ckpt_path"):
             return
         last = Path(config["checkpoint"]["dirpath"]) / "last.ckpt"
         if last.is_file():
-            rank_zero_info(f"resuming from {last} (set --resume=false to start over)")
+            rank_zero_info(check_resume(last, settings))
             self.config_init[self.subcommand]["ckpt_path"] = str(last)
+
+    def before_validate(self) -> None:
+        self._claim_stage_folder()
+
+    def before_test(self) -> None:
+        self._claim_stage_folder()
+
+    def before_predict(self) -> None:
+        self._claim_stage_folder()
 
 
 def run_stage(args: list[str] | None = None) -> DreamDiffusionCLI:
     """Run a LightningCLI subcommand (``fit``, ``validate``, ``test``, ``predict``) with ``args`` (default: sys.argv)."""
-    return DreamDiffusionCLI(
-        model_class=None,
-        datamodule_class=None,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        parser_kwargs={"parser_mode": "omegaconf+"},
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"callbacks": [RNGStateCallback()]},
-        args=args,
-    )
+    try:
+        return DreamDiffusionCLI(
+            model_class=None,
+            datamodule_class=None,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            # Parse errors are raised (not printed with the usage) so that main() can say them in one line.
+            parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False},
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [RNGStateCallback()]},
+            args=args,
+        )
+    finally:
+        while _HELD:
+            _HELD.pop().release()
 
 
-def main(argv: list[str] | None = None) -> int:
-    from_command_line = argv is None
-    argv = list(sys.argv[1:] if argv is None else argv)
+def config_files(argv: list[str]) -> list[str]:
+    """The ``-c``/``--config`` files of a stage command line, in order."""
+    files = []
+    for i, arg in enumerate(argv):
+        if arg in ("-c", "--config") and i + 1 < len(argv):
+            files.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+# Lines of a jsonargparse message that repeat the input or list the alternatives nobody asked for.
+_NOISE = re.compile(r"^(Given value|Subtypes:|Errors:|- Expected a <class 'NoneType'>|Does not validate against any of the Union)")
+
+
+def config_error_message(error: Exception, argv: list[str]) -> str:
+    """One line for a config or argument the parser refused, naming the config file(s) it came from."""
+    import yaml
+
+    files = config_files(argv)
+    for name in files:
+        try:
+            yaml.safe_load(Path(name).read_text())
+        except OSError as e:
+            return f"config file {name} cannot be read ({e.strerror or e})"
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            problem = getattr(e, "problem", None) or errors.message(e)
+            return f"{name}: not valid YAML{at}: {problem}; fix the file"
+    lines = [line.strip() for line in str(error).splitlines()]
+    text = " ".join(line.lstrip("- ") for line in lines if line and not _NOISE.match(line))
+    quoted = set(re.findall(r"'([A-Za-z_][\w.]*)'", text)) | set(re.findall(r'"([A-Za-z_][\w.]*)"', text))
+    holders = [n for n in files if any(re.search(rf"\b{re.escape(q.rsplit('.', 1)[-1])}\b", Path(n).read_text()) for q in quoted)]
+    if "unrecognized arguments" in text:
+        where = " (on the command line)"
+    else:
+        where = f" (in {', '.join(holders)})" if holders else (f" (configs: {', '.join(files)})" if files else "")
+    command = argv[0] if argv and argv[0] in TRAINING else "fit"
+    return f"{text}{where}; `dreamdiffusion {command} --help` lists the options"
+
+
+def _main(argv: list[str], from_command_line: bool) -> int:
     if argv and argv[0] in PLAIN:
         from dreamdiffusion import commands
 
@@ -86,6 +170,24 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv, from_command_line)
+    except argparse.ArgumentError as error:
+        if errors.debug():
+            raise
+        print(f"error: {config_error_message(error, argv)}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a user's mistake is one line; anything else is re-raised whole
+        cause = errors.user_error(error)
+        if cause is None or errors.debug():
+            raise
+        print(f"error: {errors.message(cause)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

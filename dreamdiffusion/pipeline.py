@@ -125,7 +125,10 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         if variant is not None:
             raise ValueError(f"variant={variant!r}: a pipeline folder holds one set of weights; save another folder instead")
         folder = Path(save_directory)
-        with atomic_dir(folder) as tmp:
+        needed = sum(
+            p.numel() * p.element_size() for m in (self.unet, self.vae, self.condition_model) for p in m.state_dict().values()
+        )
+        with atomic_dir(folder, needed=needed) as tmp:
             super().save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
             write_checksums(tmp)
             write_text(tmp / "README.md", self.model_card(base_model=base_model, data=data, metrics=metrics))

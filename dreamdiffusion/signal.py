@@ -178,6 +178,19 @@ def cut_windows(
     return windows, int((~finite).sum()), int(flat.sum())
 
 
+def filter_and_standardise(data: np.ndarray, sfreq: float, params: Preprocessing = Preprocessing(), source: str = "recording") -> np.ndarray:
+    """Band-pass and standardise ``data [C, T]``; NaN/Inf samples stay NaN and spread nowhere else.
+
+    The filter runs over zeros where samples are missing and the gaps are put back afterwards, so only
+    windows that hold a missing sample themselves are non-finite (a FIR filter would smear one NaN over
+    the whole recording).
+    """
+    bad = ~np.isfinite(data)
+    filtered = band_pass(np.where(bad, 0.0, data), sfreq, params.l_freq, params.h_freq, source)
+    filtered[bad] = np.nan
+    return standardise(filtered)
+
+
 def preprocess_raw(raw, params: Preprocessing = Preprocessing(), source: str = "recording") -> Windows:
     """Steps 1–4 for one ``mne.io.Raw``: EEG only, µV, band-pass, standardise, window + resample."""
     data, ch_names, sfreq = eeg_data(raw, source)
@@ -186,10 +199,7 @@ def preprocess_raw(raw, params: Preprocessing = Preprocessing(), source: str = "
             f"{source} is {data.shape[-1] / sfreq:.3f} s long, shorter than one window of "
             f"{params.window_seconds} s; exclude it or shorten window_seconds"
         )
-    bad = ~np.isfinite(data)
-    # Filter over zeros where samples are missing, then put the gaps back so those windows drop out.
-    filtered = band_pass(np.where(bad, 0.0, data), sfreq, params.l_freq, params.h_freq, source)
-    filtered[bad] = np.nan
+    filtered = filter_and_standardise(data, sfreq, params, source)
     onsets = None
     if params.window_stride_seconds is not None:
         if params.window_stride_seconds <= 0:
@@ -198,7 +208,7 @@ def preprocess_raw(raw, params: Preprocessing = Preprocessing(), source: str = "
         stride = max(1, int(round(params.window_stride_seconds * sfreq)))
         onsets = np.arange(0, data.shape[-1] - length + 1, stride)
     windows, n_nonfinite, n_flat = cut_windows(
-        standardise(filtered), sfreq, params.window_seconds, params.n_times, onsets=onsets,
+        filtered, sfreq, params.window_seconds, params.n_times, onsets=onsets,
         flat_threshold=params.flat_threshold, source=source,
     )
     return Windows(windows, ch_names, sfreq, n_nonfinite, n_flat)

@@ -56,3 +56,24 @@ def demo_run_dir(_synthetic_demo_data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     shutil.copytree(_synthetic_demo_data, run_dir / "data")
     return run_dir
+
+
+@pytest.fixture
+def hold_lock():
+    """``hold_lock(folder)``: another process that takes the run lock of ``folder`` and keeps it (killed at the end)."""
+    import subprocess
+
+    held = []
+
+    def start(folder: Path) -> subprocess.Popen:
+        code = f"from dreamdiffusion import run_lock; run_lock.acquire({str(folder)!r}); print('held', flush=True); input()"
+        process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        held.append(process)
+        assert process.stdout.readline().strip() == "held"
+        return process
+
+    yield start
+    for process in held:
+        process.kill()
+        process.wait()

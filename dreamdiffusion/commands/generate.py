@@ -22,14 +22,13 @@ unless ``--scheduler NAME`` names another diffusers scheduler (built on the same
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dreamdiffusion.signal import N_CHANS, N_TIMES, Preprocessing, band_pass, cut_windows, eeg_data, replication_index, standardise
+from dreamdiffusion.signal import N_CHANS, N_TIMES, Preprocessing, cut_windows, eeg_data, filter_and_standardise, replication_index
 
 MNE_FORMATS = (".fif", ".fif.gz", ".edf", ".bdf", ".gdf", ".set", ".vhdr", ".cnt", ".mff", ".nxe", ".snirf")
 IMAGENET_EEG_WINDOW = (20, 460)
@@ -93,7 +92,7 @@ def recording_windows(
                 f"{source}: onset {onset / sfreq:.3f} s is beyond the recording: a {params.window_seconds} s window "
                 f"must start between 0 and {last:.3f} s (the recording is {data.shape[-1] / sfreq:.3f} s long)"
             )
-    filtered = standardise(band_pass(data, sfreq, params.l_freq, params.h_freq, source))
+    filtered = filter_and_standardise(data, sfreq, params, source)
     windows = []
     for onset in onsets:
         window, n_nonfinite, n_flat = cut_windows(
@@ -101,7 +100,9 @@ def recording_windows(
             flat_threshold=params.flat_threshold, source=source,
         )
         if n_nonfinite or n_flat:
-            raise ValueError(f"{source}: the window at {onset / sfreq:.3f} s is {'not finite' if n_nonfinite else 'flat'}")
+            what = ("holds NaN or Inf samples (data missing from the recording there)" if n_nonfinite
+                    else "is flat on every channel (a disconnected or zeroed stretch)")
+            raise ValueError(f"{source}: the {params.window_seconds} s window at {onset / sfreq:.3f} s {what}; choose another --onset")
         windows.append(window[0])
     n_chans = len(ch_names)
     if n_chans != N_CHANS:
@@ -133,13 +134,34 @@ def imagenet_eeg_windows(path: Path, indices: list[int]) -> tuple[torch.Tensor, 
         eeg = torch.as_tensor(trials[i]["eeg"]).float()
         if eeg.shape[0] != N_CHANS or eeg.shape[1] < stop:
             raise ValueError(f"{path}: trial {i} has shape {tuple(eeg.shape)}, expected [{N_CHANS}, >= {stop}]")
+        if not torch.isfinite(eeg[:, start:stop]).all():
+            raise ValueError(
+                f"{path}: trial {i} (subject {trials[i].get('subject', '?')}) holds NaN or Inf in samples {start}..{stop}; "
+                "choose another --index (`dreamdiffusion data check-imagenet-eeg` lists such trials)"
+            )
         windows.append(resample_window(eeg[:, start:stop], N_TIMES))
     return torch.stack(windows), [f"index{i}" for i in indices]
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse values that would fail later with a library's message (or after minutes of loading)."""
+    for option, value in (("--batch-size", args.batch_size), ("--num-samples", args.num_samples), ("--steps", args.steps)):
+        if value < 1:
+            raise ValueError(f"{option} must be >= 1, got {value}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        raise ValueError(f"--device {args.device!r} is not a device PyTorch knows ({e}); use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: PyTorch sees no CUDA GPU on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {args.device}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0..)")
 
 
 def generate(args: argparse.Namespace) -> int:
     from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
+    check_options(args)
     eeg_path, out = Path(args.eeg), Path(args.out)
     if eeg_path.suffix.lower() == ".pth":
         if args.onset or args.events:
@@ -152,8 +174,6 @@ def generate(args: argparse.Namespace) -> int:
     from dreamdiffusion.atomic import atomic_path
     from dreamdiffusion.generation import build_sampler, derive_seed
 
-    if args.num_samples < 1:
-        raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
     pipe = DreamDiffusionPipeline.from_pretrained(args.pipeline).to(args.device)
     pipe.set_progress_bar_config(disable=not sys.stderr.isatty())
     if args.scheduler is not None:
@@ -182,14 +202,6 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        return generate(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"dreamdiffusion generate: {e}", file=sys.stderr)
-        return 2
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("generate", help="EEG file in, images out (a stage-2 pipeline folder)")
     p.add_argument("--pipeline", required=True, help="pipeline folder written by stage 2 (<run_dir>/finetune/pipeline)")
@@ -210,4 +222,4 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8, help="windows per sampling batch (results do not depend on it)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.set_defaults(func=run)
+    p.set_defaults(func=generate)  # errors: one line from dreamdiffusion.cli.main

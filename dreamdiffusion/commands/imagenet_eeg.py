@@ -2,8 +2,10 @@
 
 ``check-imagenet-eeg`` reads the files exactly as :class:`~dreamdiffusion.data.imagenet_eeg.ImageNetEEGDataModule`
 does and prints one JSON object: trials per split after filtering, per subject and per class, trials
-dropped by the length rule, missing and unreadable images by name, and the errors that would stop a
-run. Its exit status is 1 when a run would fail (a missing or unreadable image, an empty split, a bad file).
+dropped by the length rule, trials whose EEG window holds NaN or Inf (by index, subject and split),
+missing and unreadable images by name, and the errors that would stop a run. Its exit status is 1 when
+a run would fail (a missing or unreadable image, an empty split, a bad file, NaN trials with
+``--nonfinite-trials error``).
 
 ``synth-imagenet-eeg`` writes the synthetic twin (:mod:`dreamdiffusion.data.synthetic`).
 """
@@ -36,7 +38,7 @@ def check(args: argparse.Namespace) -> dict:
         split = ie.load_split_file(args.splits, args.split_index)
         selection = ie.select_trials(
             eeg, split, args.splits, addressing, args.subject, args.min_length, args.max_length, args.window_stop,
-            args.exclude_image,
+            args.exclude_image, args.window_start,
         )
     except (OSError, ValueError, KeyError, IndexError) as err:
         report["errors"].append(str(err).strip("'\""))
@@ -50,6 +52,15 @@ def check(args: argparse.Namespace) -> dict:
     report["dropped_by_length"] = selection.dropped_by_length
     report["dropped_short_for_window"] = selection.dropped_short_for_window
     report["excluded_by_image"] = selection.excluded_by_image
+    report["dropped_nonfinite"] = {name: len(ps) for name, ps in selection.nonfinite.items()}
+    report["nonfinite_trials"] = [
+        {"index": p, "subject": int(eeg.trials[p]["subject"]), "split": name}
+        for name, ps in selection.nonfinite.items() for p in ps
+    ]
+    report["warnings"] = []
+    nonfinite = ie.nonfinite_message(selection, eeg, (args.window_start, args.window_stop), args.nonfinite_trials)
+    if nonfinite:
+        report["errors" if args.nonfinite_trials == "error" else "warnings"].append(nonfinite)
     report["errors"] += ie.empty_split_errors(selection, args.splits, args.subject, args.split_index)
 
     names = sorted({eeg.images[int(x["image"])] for t in trials.values() for x in t})
@@ -105,7 +116,10 @@ def register(data_commands: argparse._SubParsersAction) -> None:
     p.add_argument("--split-addressing", default="auto", choices=ie.ADDRESSING)
     p.add_argument("--min-length", type=int, default=450, help="shortest trial kept, samples")
     p.add_argument("--max-length", type=int, default=600, help="longest trial kept, samples")
+    p.add_argument("--window-start", type=int, default=20, help="start of the EEG window, samples")
     p.add_argument("--window-stop", type=int, default=460, help="end of the EEG window, samples")
+    p.add_argument("--nonfinite-trials", default="drop", choices=ie.NONFINITE,
+                   help="trials whose EEG window holds NaN/Inf: dropped (a warning) or an error, as the data module's nonfinite_trials")
     p.add_argument("--exclude-image", action="append", default=[], metavar="NAME",
                    help="leave out the trials of this image (repeatable), as the data module's exclude_images")
     p.set_defaults(func=run_check)

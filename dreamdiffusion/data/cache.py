@@ -14,7 +14,8 @@ count; harmonisation to 128 channels happens at load time.
 Rules that make the cache safe to share and to interrupt:
 
 * every file is written to a temporary name and renamed (:mod:`dreamdiffusion.atomic`); a subject's
-  record is written after its shards, so a record names only complete shards;
+  record is written after its shards, so a record names only complete shards; a full disk is an error
+  naming the shard and the space needed, and a killed build's temporaries are removed by the next one;
 * a record entry stores the *effective* preprocessing of its recording (e.g. the upper band edge after
   lowering below Nyquist) and its shard is named by it: a changed parameter rebuilds only the recordings
   whose result it changes, and never overwrites the shards of other parameters (two configurations can
@@ -199,11 +200,11 @@ class ShardCache:
             cast = windows.astype(self.dtype)
         finite = np.isfinite(cast).all(axis=(1, 2))
         cast = cast[finite]
-        with atomic_path(path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=cast.shape)
-            out[:] = cast
-            out.flush()
-            del out
+        # Ordinary buffered writes: a full disk is an ENOSPC error to report, where writing through a
+        # memory map of a sparse file would kill the process with SIGBUS.
+        with atomic_path(path, needed=cast.nbytes + 128) as tmp:
+            with open(tmp, "wb") as f:
+                np.lib.format.write_array(f, cast, allow_pickle=False)
         return finite, int((~finite).sum())
 
     def build_subject(

@@ -66,14 +66,17 @@ def vae_model_key(sd_model: str, image_size: int) -> dict:
 
 
 def data_state(eeg_path: str | os.PathLike, images: dict[str, Path]) -> dict:
-    """The files a cache came from: the EEG file and each image, as ``[size, mtime_ns]``."""
+    """The files a cache came from: the EEG file (by name) and each image, as ``[size, mtime_ns]``.
+
+    Content, not location: a moved or renamed run folder keeps its caches (``mv`` keeps mtimes).
+    """
 
     def stat(path: Path) -> list[int]:
         s = Path(path).stat()
         return [s.st_size, s.st_mtime_ns]
 
     return {
-        "eeg_file": [str(Path(eeg_path).resolve()), *stat(Path(eeg_path))],
+        "eeg_file": [Path(eeg_path).name, *stat(Path(eeg_path))],
         "images": {name: stat(path) for name, path in sorted(images.items())},
     }
 

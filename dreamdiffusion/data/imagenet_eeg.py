@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 ADDRESSING = ("auto", "single", "all")
 TRIAL_KEYS = ("eeg", "label", "image", "subject")
+NONFINITE = ("drop", "error")  # what the data module does with trials whose EEG window holds NaN/Inf
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -153,6 +154,13 @@ class Selection:
     dropped_by_length: dict[str, int] = field(default_factory=dict)
     dropped_short_for_window: dict[str, int] = field(default_factory=dict)
     excluded_by_image: dict[str, int] = field(default_factory=dict)
+    nonfinite: dict[str, list[int]] = field(default_factory=dict)  # dropped: NaN/Inf in the EEG window
+
+    def nonfinite_listing(self, eeg: "EEGFile", limit: int | None = 5) -> str:
+        """``trial 17 (subject 4, train), ...``: the trials dropped for NaN/Inf (the first ``limit``)."""
+        items = [(p, name) for name in SPLITS for p in self.nonfinite.get(name, [])]
+        shown = ", ".join(f"trial {p} (subject {int(eeg.trials[p]['subject'])}, {name})" for p, name in items[:limit])
+        return shown + (f" and {len(items) - limit} more" if limit is not None and len(items) > limit else "")
 
 
 def select_trials(
@@ -165,11 +173,14 @@ def select_trials(
     max_length: int = 600,
     window_stop: int = 460,
     exclude_images: list[str] | tuple[str, ...] = (),
+    window_start: int = 20,
 ) -> Selection:
     """Which trials each split holds. Indices out of range, and a subject without trials, are errors.
 
     ``exclude_images`` names pictures whose trials are left out on purpose (e.g. an image that cannot
-    be repaired); each name must be one of the file's ``images``.
+    be repaired); each name must be one of the file's ``images``. Trials whose EEG window (samples
+    ``window_start..window_stop``; only the window's own samples count) holds NaN or Inf are left out
+    and listed in ``Selection.nonfinite``: training would stop on them mid-epoch.
     """
     subjects = [int(t["subject"]) for t in eeg.trials]
     unknown = sorted(set(exclude_images) - set(eeg.images))
@@ -210,7 +221,10 @@ def select_trials(
         positions = kept
         lengths = [int(eeg.trials[p]["eeg"].shape[1]) for p in positions]
         in_rule = [min_length <= n <= max_length for n in lengths]
-        selection.positions[name] = [p for p, ok, n in zip(positions, in_rule, lengths) if ok and n >= window_stop]
+        kept = [p for p, ok, n in zip(positions, in_rule, lengths) if ok and n >= window_stop]
+        finite = [bool(torch.isfinite(eeg.trials[p]["eeg"][:, window_start:window_stop]).all()) for p in kept]
+        selection.nonfinite[name] = [p for p, ok in zip(kept, finite) if not ok]
+        selection.positions[name] = [p for p, ok in zip(kept, finite) if ok]
         selection.dropped_by_length[name] = in_rule.count(False)
         selection.dropped_short_for_window[name] = sum(ok and n < window_stop for ok, n in zip(in_rule, lengths))
     return selection
@@ -221,11 +235,28 @@ def empty_split_errors(selection: Selection, splits_path, subject: int, split_in
     return [
         f"the {name} split of {splits_path} (split_index {split_index}, subject {subject or 'all'}) holds no trials "
         f"after filtering ({selection.dropped_by_length[name]} dropped by the length rule, "
-        f"{selection.excluded_by_image.get(name, 0)} by exclude_images); check subject, split_index, split_addressing, "
+        f"{selection.excluded_by_image.get(name, 0)} by exclude_images, {len(selection.nonfinite.get(name, []))} for NaN/Inf "
+        "in the EEG window); check subject, split_index, split_addressing, "
         "min_length/max_length and exclude_images"
         for name in SPLITS
         if not selection.positions[name]
     ]
+
+
+def nonfinite_message(selection: Selection, eeg: EEGFile, window: tuple[int, int], setting: str) -> str | None:
+    """What to tell the user about trials left out for NaN/Inf (``None`` when there are none).
+
+    ``setting`` is the data module's ``nonfinite_trials``: ``"drop"`` (a warning) or ``"error"``.
+    """
+    n = sum(len(v) for v in selection.nonfinite.values())
+    if not n:
+        return None
+    what = (f"{eeg.path}: {n} trial(s) hold NaN or Inf in their EEG window (samples {window[0]}..{window[1]}): "
+            f"{selection.nonfinite_listing(eeg)}")
+    if setting == "error":
+        return (f"{what}. Repair them in the file, leave them out with data.init_args.nonfinite_trials: drop, "
+                "or exclude their images with exclude_images")
+    return f"{what}; left out (data.init_args.nonfinite_trials: drop); `dreamdiffusion data check-imagenet-eeg` lists them all"
 
 
 # --------------------------------------------------------------------------------------- dataset
@@ -345,6 +376,9 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         ``(seed, epoch)``, so a run resumed mid-epoch replays the same order).
     exclude_images
         Image names whose trials are left out on purpose (listed, counted by ``check-imagenet-eeg``).
+    nonfinite_trials
+        Trials whose EEG window holds NaN or Inf: ``"drop"`` leaves them out with a warning that names
+        them (counted in ``selection.nonfinite``); ``"error"`` refuses the file at set-up.
     """
 
     def __init__(
@@ -375,9 +409,12 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         window_stop: int = 460,
         n_times: int = 512,
         exclude_images: list[str] | None = None,
+        nonfinite_trials: str = "drop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if nonfinite_trials not in NONFINITE:
+            raise ValueError(f"nonfinite_trials={nonfinite_trials!r}; use one of {', '.join(NONFINITE)}")
         self.addressing = resolve_addressing(splits_path, split_addressing)
         if self.addressing == "single" and subject == 0:
             raise ValueError(
@@ -409,8 +446,13 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         split = load_split_file(hp.splits_path, hp.split_index)
         selection = select_trials(
             eeg, split, hp.splits_path, self.addressing, hp.subject, hp.min_length, hp.max_length, hp.window_stop,
-            hp.exclude_images or (),
+            hp.exclude_images or (), hp.window_start,
         )
+        nonfinite = nonfinite_message(selection, eeg, (hp.window_start, hp.window_stop), hp.nonfinite_trials)
+        if nonfinite and hp.nonfinite_trials == "error":
+            raise ValueError(nonfinite)
+        if nonfinite:
+            log.warning("%s", nonfinite)
         errors = empty_split_errors(selection, hp.splits_path, hp.subject, hp.split_index)
         if errors:
             raise ValueError("; ".join(errors))

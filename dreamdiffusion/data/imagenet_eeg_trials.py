@@ -63,8 +63,9 @@ class ImageNetEEGTrials:
 
     @property
     def fingerprint(self) -> dict:
-        """Changes when either file changes: part of the stage-1 cache key."""
-        return {str(p): [p.stat().st_size, p.stat().st_mtime_ns] for p in (self.eeg_path, self.splits_path)}
+        """Changes when either file changes: part of the stage-1 cache key (names, not paths: a moved
+        run folder keeps its cache)."""
+        return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in (self.eeg_path, self.splits_path)}
 
     def _select(self) -> dict[int, list[int]]:
         if self._positions is None:
@@ -78,7 +79,7 @@ class ImageNetEEGTrials:
             positions: dict[int, list[int]] = {}
             for subject in subjects if addressing == "single" else [0]:
                 selection = select_trials(self._file, split, self.splits_path, addressing, subject,
-                                          window_stop=self.window_stop)
+                                          window_stop=self.window_stop, window_start=self.window_start)
                 for name in self.splits:
                     for p in selection.positions[name]:
                         positions.setdefault(int(self._file.trials[p]["subject"]), []).append(p)

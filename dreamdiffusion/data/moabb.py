@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dreamdiffusion.atomic import remove_stale_temporaries
 from dreamdiffusion.data.cache import CacheError, ShardCache, check_writable, open_shard, source_dir, stable_hash
 from dreamdiffusion.data.moabb_catalog import load_pinned
 from dreamdiffusion.data.loaders import eval_loader, train_loader
 from dreamdiffusion.signal import N_CHANS, Preprocessing, Windows, harmonise_channels, montage_index, preprocess_raw, replication_index
 
 log = logging.getLogger(__name__)
+# A temporary in a shared cache untouched this long belongs to a dead build, whichever machine wrote it.
+STALE_SECONDS = 3600
 
 
 def make_dataset(name: str, kwargs: dict | None = None):
@@ -307,6 +311,19 @@ class MOABBDataModule(L.LightningDataModule):
     def _kwargs(self, name: str) -> dict:
         return dict((self.hparams.dataset_kwargs or {}).get(name) or {})
 
+    def _cache_kwargs(self, name: str) -> dict:
+        """The kwargs as the cache is keyed by them. A file-backed source (a class with a ``fingerprint`` of
+        its files' content) has its files by name, not path: a moved run folder keeps its cache."""
+        kwargs = self._kwargs(name)
+        if "." not in name:
+            return kwargs
+        import importlib
+
+        module, _, attr = name.rpartition(".")
+        if not hasattr(getattr(importlib.import_module(module), attr, None), "fingerprint"):
+            return kwargs
+        return {k: Path(v).name if isinstance(v, str) and Path(v).is_file() else v for k, v in kwargs.items()}
+
     def _keys(self) -> list[tuple[str, int]]:
         stray = sorted(set(self.hparams.subjects or {}) - set(self.names))
         if stray:
@@ -327,7 +344,7 @@ class MOABBDataModule(L.LightningDataModule):
     def manifest_key(self) -> str:
         """Hash of everything a manifest depends on: sources, subjects, preprocessing, split."""
         return stable_hash({
-            "sources": [[n, self._kwargs(n)] for n in self.names],
+            "sources": [[n, self._cache_kwargs(n)] for n in self.names],
             "subjects": self.hparams.subjects,
             "params": self.preprocessing.to_dict(),
             "dtype": self.hparams.dtype,
@@ -351,7 +368,8 @@ class MOABBDataModule(L.LightningDataModule):
             kwargs = self._kwargs(name)
             if name not in datasets:
                 datasets[name] = make_dataset(name, kwargs)
-            source, source_key = source_dir(name, kwargs), {"name": name, "kwargs": kwargs}
+            cache_kwargs = self._cache_kwargs(name)
+            source, source_key = source_dir(name, cache_kwargs), {"name": name, "kwargs": cache_kwargs}
             if hasattr(datasets[name], "fingerprint"):  # file-backed sources: a changed file is rebuilt
                 source_key["fingerprint"] = datasets[name].fingerprint
             reuse, complete = self.cache.valid_entries(source, subject, source_key)
@@ -362,6 +380,9 @@ class MOABBDataModule(L.LightningDataModule):
                 if not counts["subjects_built"] and not failures:
                     # only a build writes: a complete cache on a read-only file system is fine
                     check_writable(self.cache.root, "cache_dir", "set data.init_args.cache_dir to a writable folder")
+                    # Temporaries of killed builds: this host's dead writers at once, others' after an hour
+                    # (the cache may be shared by live builds on other machines).
+                    remove_stale_temporaries(self.cache.root, older_than=time.time() - STALE_SECONDS, depth=3)
                 try:
                     record = self.cache.build_subject(
                         source, source_key, subject,
@@ -385,7 +406,7 @@ class MOABBDataModule(L.LightningDataModule):
         manifest = {
             "version": 1,
             "key": self.manifest_key(),
-            "datasets": [{"name": n, "kwargs": self._kwargs(n), "dir": source_dir(n, self._kwargs(n))} for n in self.names],
+            "datasets": [{"name": n, "kwargs": self._cache_kwargs(n), "dir": source_dir(n, self._cache_kwargs(n))} for n in self.names],
             "preprocessing": self.preprocessing.to_dict(),
             "dtype": self.hparams.dtype,
             "split": {"by": "subject", "seed": self.hparams.seed, "val_fraction": self.hparams.val_fraction,

@@ -1,8 +1,8 @@
 """The stage-1 artifact: ``encoder.safetensors`` + ``encoder.json``.
 
 ``encoder.json`` holds the :class:`~dreamdiffusion.models.mae.MAEConfig`, the preset name, the
-masking settings and the SHA-256 of the weights file; the weights are written first and the JSON
-last, both atomically, so a JSON that exists always describes complete weights.
+masking settings and the SHA-256 of the weights file; the old JSON is removed, the weights are written,
+then the new JSON, each atomically, so a JSON that exists always describes the weights beside it.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import json
 import os
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from dreamdiffusion.atomic import atomic_path, sha256, write_text
+from dreamdiffusion.atomic import sha256, write_safetensors, write_text
 from dreamdiffusion.models.mae import EEGEncoder, MAEConfig
 from dreamdiffusion.models.strict_load import load_strict
 
@@ -26,9 +26,10 @@ def save_encoder(encoder: EEGEncoder, folder: str | os.PathLike, **info) -> Path
     """Write ``encoder`` to ``folder`` (created if needed); ``info`` goes into the JSON (e.g. preset, mask_ratio)."""
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    with atomic_path(folder / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT})
-        digest = sha256(tmp)
+    # The old description goes first: a run killed between the two writes leaves weights without a JSON
+    # (refused as "no encoder"), never a JSON that describes other weights.
+    (folder / CONFIG).unlink(missing_ok=True)
+    digest = write_safetensors(folder / WEIGHTS, state, metadata={"format": FORMAT})
     meta = {"format": FORMAT, "config": encoder.config.to_dict(), "sha256": digest, **info}
     write_text(folder / CONFIG, json.dumps(meta, indent=2) + "\n")
     return folder

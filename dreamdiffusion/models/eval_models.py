@@ -51,7 +51,13 @@ def read_state_dict(path: str | os.PathLike, what: str) -> dict[str, Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - SafetensorError does not name the file
+            raise ValueError(
+                f"{what} weights file {path} is not a readable .safetensors file ({type(e).__name__}: {e}); "
+                "it is truncated or damaged: fetch it again (`dreamdiffusion weights fetch-eval`)"
+            ) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - the message names the file and the formats accepted

@@ -136,9 +136,11 @@ def check_eeg(x: Tensor, n_chans: int, n_times: int) -> None:
         return
     low, high = torch.aminmax(x)
     if not (torch.isfinite(low) and torch.isfinite(high)):
+        bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
         raise ValueError(
-            "EEG batch holds NaN or Inf values; drop such windows before training "
-            "(dreamdiffusion.signal.cut_windows does and counts them)"
+            f"EEG batch holds NaN or Inf values (batch items {bad[:8]}). The project's data modules leave such "
+            "windows out (ImageNet-EEG: nonfinite_trials; MOABB: when the cache is built), so this input came "
+            "from elsewhere: drop its non-finite windows before calling the encoder"
         )
 
 

@@ -439,7 +439,11 @@ class EEGSDFinetuneModule(L.LightningModule):
             }
         info["fit_end_global_step"] = int(self.global_step)
         metrics = {info["monitor"]: info["score"]} if info["score"] is not None else None
-        self.export_pipeline(self.export_dir / "pipeline", metrics=metrics)
+        # The old description goes first: a run killed between the two writes leaves a pipeline without an
+        # export.json, never one that describes other weights.
+        (self.export_dir / "export.json").unlink(missing_ok=True)
+        pipeline = Path(self.export_pipeline(self.export_dir / "pipeline", metrics=metrics))
+        info["checksums"] = json.loads((pipeline / "checksums.json").read_text())["sha256"]
         write_text(self.export_dir / "export.json", json.dumps(info, indent=2) + "\n")
         rank_zero_info(f"stage 2: wrote {self.export_dir / 'pipeline'} from the {info['weights']} weights")
 

@@ -33,8 +33,8 @@ def run(source, tmp_path):
             cache_clip_embeds=True, cache_latents=True, augment_p=0.0, cache_dir=str(tmp_path / "cache"),
             num_workers=0, batch_size=4, cache_device="cpu",
         )
+        data = kwargs.pop("data", tmp_path / "data")
         options.update(kwargs)
-        data = tmp_path / "data"
         return ImageNetEEGDataModule(str(data / "eeg_5_95_std.pth"), str(data / "block_splits_by_image_all.pth"),
                                      str(data / "images"), **options)
 
@@ -146,6 +146,14 @@ def test_a_changed_eeg_file_invalidates_the_caches(run, counted):
     os.utime(eeg, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     prepared(make)
     assert counted == {"clip": 2, "vae": 2}
+
+
+def test_a_moved_data_folder_keeps_its_caches(run, counted):
+    root, make = run
+    prepared(make)
+    os.rename(root / "data", root / "moved")  # mv keeps sizes and mtimes: the content is the same
+    prepared(make, data=root / "moved")
+    assert counted == {"clip": 1, "vae": 1}
 
 
 def test_setup_without_prepare_data_names_the_missing_cache(run):

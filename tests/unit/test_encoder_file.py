@@ -50,3 +50,19 @@ def test_export_over_an_existing_one_leaves_no_temporary_files(exported):
     model, folder = exported
     save_encoder(model.encoder, folder, preset="tiny")
     assert sorted(p.name for p in folder.iterdir()) == ["encoder.json", "encoder.safetensors"]
+
+
+def test_a_json_never_describes_other_weights_even_if_the_export_is_killed_half_way(tmp_path, monkeypatch):
+    from dreamdiffusion.models import encoder_file
+
+    save_encoder(MaskedEEGAutoencoder(preset("tiny")).encoder, tmp_path, preset="tiny", mask_ratio=0.75)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies after the new weights, before their JSON
+
+    monkeypatch.setattr(encoder_file, "write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_encoder(MaskedEEGAutoencoder(preset("tiny")).encoder, tmp_path, preset="tiny", mask_ratio=0.5)
+    assert not (tmp_path / "encoder.json").exists()
+    with pytest.raises(FileNotFoundError, match="encoder.json is missing"):
+        load_encoder(tmp_path)

@@ -157,3 +157,46 @@ def test_fetch_eval_downloads_each_file_once_and_prints_the_overrides(cli, capsy
 
     assert (EVAL_WEIGHTS["classifier"], "80465313") in calls and len(calls) == 3
     assert cli("weights", "fetch-eval", "--out", str(tmp_path)) == 0 and len(calls) == 3  # present: not fetched again
+
+
+def error_line(cli, capsys, *args) -> str:
+    assert cli("generate", *args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_zero_batch_size_and_an_absent_gpu_are_one_line_errors(cli, capsys, pipeline, tmp_path):
+    import torch
+
+    args = ["--pipeline", pipeline, "--eeg", str(tmp_path / "x.pth"), "--out", str(tmp_path), "--index", "0"]
+    assert error_line(cli, capsys, *args, "--batch-size", "0") == "error: --batch-size must be >= 1, got 0\n"
+    assert "--steps must be >= 1" in error_line(cli, capsys, *args, "--steps", "0")
+    assert "not a device PyTorch knows" in error_line(cli, capsys, *args, "--device", "gpu0")
+    if not torch.cuda.is_available():
+        assert "PyTorch sees no CUDA GPU on this machine; use --device cpu" in error_line(cli, capsys, *args, "--device", "cuda")
+
+
+def test_a_nan_trial_by_index_is_named_with_its_subject(cli, capsys, pipeline, tmp_path):
+    import torch
+
+    from dreamdiffusion.data.synthetic import write_synthetic_imagenet_eeg
+
+    write_synthetic_imagenet_eeg(tmp_path / "data", classes=2, images_per_class=3, subjects=1, seed=0)
+    eeg = tmp_path / "data" / "eeg_5_95_std.pth"
+    content = torch.load(eeg, weights_only=True)
+    content["dataset"][2]["eeg"].fill_(float("nan"))
+    torch.save(content, eeg)
+    err = error_line(cli, capsys, "--pipeline", pipeline, "--eeg", str(eeg), "--out", str(tmp_path / "o"), "--index", "2")
+    assert f"{eeg}: trial 2 (subject 1) holds NaN or Inf in samples 20..460; choose another --index" in err
+
+
+def test_nan_elsewhere_in_a_recording_leaves_other_windows_usable(cli, capsys, pipeline, tmp_path):
+    raw = make_raw()
+    raw._data[:, int(3.0 * raw.info["sfreq"])] = np.nan  # one missing sample at 3.0 s
+    path = tmp_path / "gap_raw.fif"
+    raw.save(path, verbose="error")
+    out = tmp_path / "out"
+    assert cli("generate", "--pipeline", pipeline, "--eeg", str(path), "--out", str(out), "--onset", "0.5", "--steps", "2") == 0
+    err = error_line(cli, capsys, "--pipeline", pipeline, "--eeg", str(path), "--out", str(out), "--onset", "2.8")
+    assert f"{path}: the 0.44 s window at 2.800 s holds NaN or Inf samples" in err and "choose another --onset" in err

@@ -303,3 +303,61 @@ def test_excluded_images_leave_out_their_trials_and_are_counted(data, source):
 def test_an_unknown_excluded_image_is_refused(data, source):
     with pytest.raises(ValueError, match=r"exclude_images names \['n99999999_1'\], which are not in the 'images' list"):
         setup(data, source[1], exclude_images=["n99999999_1"])
+
+
+# -- non-finite EEG ----------------------------------------------------------------------------------
+
+
+def poison(data, change) -> tuple[int, int]:
+    """Apply ``change`` to the EEG of the first train trial kept by the length rule; returns its (position, subject)."""
+    train = torch.load(data / "block_splits_by_image_all.pth", weights_only=True)["splits"][0]["train"]
+    content = torch.load(data / "eeg_5_95_std.pth", weights_only=True)
+    position = next(p for p in train if 450 <= content["dataset"][p]["eeg"].shape[1] <= 600)
+    change(content["dataset"][position]["eeg"])
+    torch.save(content, data / "eeg_5_95_std.pth")
+    return position, int(content["dataset"][position]["subject"])
+
+
+def test_an_all_nan_trial_is_found_by_the_check_by_index_and_subject(data):
+    position, subject = poison(data, lambda eeg: eeg.fill_(float("nan")))
+    report = check(data)
+    assert report["ok"] and report["nonfinite_trials"] == [{"index": position, "subject": subject, "split": "train"}]
+    assert report["dropped_nonfinite"] == {"train": 1, "val": 0, "test": 0}
+    assert f"trial {position} (subject {subject}, train)" in report["warnings"][0] and "eeg_5_95_std.pth" in report["warnings"][0]
+    strict = check(data, "--nonfinite-trials", "error")
+    assert not strict["ok"] and f"trial {position} (subject {subject}, train)" in strict["errors"][0]
+
+
+def test_the_data_module_drops_and_counts_nan_trials_so_training_never_meets_them(data, source, caplog):
+    from dreamdiffusion.models.mae import check_eeg
+
+    full = len(setup(data, source[1]).datasets["train"])
+    position, subject = poison(data, lambda eeg: eeg.fill_(float("nan")))
+    dm = setup(data, source[1], batch_size=4)
+    assert len(dm.datasets["train"]) == full - 1 and dm.selection.nonfinite["train"] == [position]
+    assert f"trial {position} (subject {subject}, train)" in caplog.text and "eeg_5_95_std.pth" in caplog.text
+    for batch in dm.train_dataloader():  # what the encoder would get, every batch of an epoch
+        check_eeg(batch["eeg"], 128, 512)
+
+
+def test_nan_trials_are_refused_by_setting_with_the_file_the_trial_and_the_fix(data, source):
+    position, subject = poison(data, lambda eeg: eeg.__setitem__((3, 100), float("inf")))
+    with pytest.raises(ValueError) as info:
+        setup(data, source[1], nonfinite_trials="error")
+    message = str(info.value)
+    assert str(data / "eeg_5_95_std.pth") in message and f"trial {position} (subject {subject}, train)" in message
+    assert "nonfinite_trials: drop" in message and "samples 20..460" in message
+    with pytest.raises(ValueError, match="nonfinite_trials='skip'; use one of drop, error"):
+        build(data, source[1], nonfinite_trials="skip")
+
+
+def test_only_the_windows_own_samples_decide_whether_a_trial_is_finite(data, source):
+    def outside_the_window(eeg):
+        eeg[:, :20] = float("nan")
+        eeg[:, 460:] = float("nan")
+
+    poison(data, outside_the_window)
+    report = check(data)
+    assert report["ok"] and report["nonfinite_trials"] == []
+    dm = setup(data, source[1])
+    assert dm.selection.nonfinite["train"] == [] and torch.isfinite(dm.datasets["train"].windows).all()

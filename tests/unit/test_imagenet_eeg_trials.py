@@ -68,3 +68,15 @@ def test_unknown_class_path_is_a_clear_error(tmp_path):
     dm = MOABBDataModule(datasets=["dreamdiffusion.data.nowhere.Nothing"], cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match="not an importable class"):
         dm.prepare_data()
+
+
+def test_a_moved_run_folder_keeps_its_stage1_cache(synth, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(synth, run / "data", copy_function=shutil.copy2)  # a copy that keeps mtimes, as mv does
+    module(run / "data", run / "cache").prepare_data()
+    os.rename(run, tmp_path / "moved")
+    dm = module(tmp_path / "moved" / "data", tmp_path / "moved" / "cache")
+    dm.prepare_data()
+    assert dm.report == {"subjects_reused": 2, "subjects_built": 0}

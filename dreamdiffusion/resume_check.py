@@ -1,0 +1,133 @@
+"""What a checkpoint was trained with, and whether a re-run may continue from it.
+
+A stage's checkpoints record the settings that shape its result (:func:`stage_settings`): the model's
+and the data module's class and init args, the seed, and the trainer's precision, gradient settings and
+budget. Paths under ``run_dir`` are stored relative to it (``${run_dir}/...``), so a moved run folder
+still resumes. Settings that change how, not what, is computed or only what is logged (DataLoader
+workers, cache devices, validation sample grids, ``limit_*_batches``) are left out.
+
+On ``resume: true`` (:func:`check_resume`) a re-run with other settings is refused with the keys that
+differ and the two ways out (``--resume=false``, or a new ``--run_dir``), unless only the budget grew
+(more epochs or steps: the run continues, and says so). A damaged or foreign ``last.ckpt`` is one error
+line naming it. Without this, a re-run with ``--model.init_args.mask_ratio=0.5`` on a finished folder
+would train nothing and export a JSON claiming 0.5 over weights trained at 0.75.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+
+from dreamdiffusion.errors import UserError
+
+CHECKPOINT_KEY = "dreamdiffusion_settings"
+BUDGET = ("trainer.max_epochs", "trainer.max_steps")
+# limit_*_batches are left out: they are debugging knobs that tests and smoke runs change between runs
+TRAINER_KEYS = (
+    "precision", "max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm",
+)
+# init args that change how the run is computed or watched, not what it trains
+NOT_SHAPING = {
+    "num_workers", "cache_device", "cache_batch_size", "local_files_only",
+    "val_sample_every_n_epochs", "val_num_samples", "val_num_inference_steps", "val_guidance_scale", "plot_channels",
+}
+WAYS_OUT = "start over with --resume=false, or write to a new folder with --run_dir=DIR"
+
+
+class ResumeRefused(UserError):
+    """A re-run whose settings differ from those of the checkpoint it would continue."""
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)
+    else:
+        out[prefix] = value
+
+
+def _relative(value: Any, run_dir: str) -> Any:
+    if isinstance(value, str) and run_dir and (value == run_dir or value.startswith(run_dir.rstrip("/") + "/")):
+        return "${run_dir}" + value[len(run_dir.rstrip("/")):]
+    if isinstance(value, list):
+        return [_relative(v, run_dir) for v in value]
+    return value
+
+
+def stage_settings(config: dict) -> dict[str, Any]:
+    """Flat ``{dotted key: value}`` of the settings that shape a stage's result (``config``: the subcommand's
+    parsed config as a dict, as LightningCLI holds it)."""
+    run_dir = str(config.get("run_dir") or "")
+    tree = {
+        "model": config.get("model"),
+        "data": config.get("data"),
+        "seed_everything": config.get("seed_everything"),
+        "trainer": {k: (config.get("trainer") or {}).get(k) for k in TRAINER_KEYS},
+    }
+    flat: dict[str, Any] = {}
+    _flatten(json.loads(json.dumps(tree, default=str)), "", flat)
+    return {k: _relative(v, run_dir) for k, v in flat.items() if k.rsplit(".", 1)[-1] not in NOT_SHAPING}
+
+
+def _limit(value: Any) -> float:
+    """A budget value as a number: ``None`` and -1 are unlimited."""
+    return math.inf if value is None or value == -1 else float(value)
+
+
+def read_settings(last: Path) -> dict[str, Any]:
+    """The settings recorded in checkpoint ``last``; a damaged or foreign file is a :class:`ResumeRefused`."""
+    import torch
+
+    try:
+        # mmap: only the small pickled metadata is read here; the tensors stay on disk.
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # noqa: BLE001 - any failure to read means the same thing to the user
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ResumeRefused(
+            f"cannot resume from {last}: it is not a readable checkpoint ({type(error).__name__}: {reason[:200]}); "
+            f"it is damaged (e.g. a run killed while writing it) or not a checkpoint; {WAYS_OUT}"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ResumeRefused(f"cannot resume from {last}: it is not a Lightning checkpoint (no 'state_dict'); {WAYS_OUT}")
+    settings = checkpoint.get(CHECKPOINT_KEY)
+    if not isinstance(settings, dict):
+        raise ResumeRefused(
+            f"cannot resume from {last}: it records no dreamdiffusion settings (written by another program or an "
+            f"older version), so a change of settings could not be detected; {WAYS_OUT}"
+        )
+    return settings
+
+
+def check_resume(last: Path, current: dict[str, Any]) -> str:
+    """Refuse (:class:`ResumeRefused`) to continue ``last`` with other settings than ``current``.
+
+    Returns the line to log: plain resuming, or resuming with a larger budget (which keys grew).
+    """
+    saved = read_settings(last)
+    differing = sorted(k for k in set(saved) | set(current) if saved.get(k, "<absent>") != current.get(k, "<absent>"))
+    grown = [k for k in differing if k in BUDGET and _limit(current.get(k)) > _limit(saved.get(k))]
+    refused = [k for k in differing if k not in grown]
+    if refused:
+        listed = "; ".join(f"{k}: {saved.get(k, '<absent>')!r} in the checkpoint, {current.get(k, '<absent>')!r} now" for k in refused)
+        raise ResumeRefused(
+            f"{last} was trained with other settings than this run's ({listed}). Resuming would mix the two and "
+            f"label the result with the new ones; {WAYS_OUT}"
+        )
+    if grown:
+        more = ", ".join(f"{k} {saved.get(k)} -> {current.get(k)}" for k in grown)
+        return f"resuming from {last} with a larger budget ({more}); set --resume=false to start over"
+    return f"resuming from {last} (set --resume=false to start over)"
+
+
+class RecordSettings(Callback):
+    """Writes the stage's settings into every checkpoint (``checkpoint['dreamdiffusion_settings']``)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = dict(self.settings)
