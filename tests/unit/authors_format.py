@@ -39,7 +39,7 @@ TINY_LDM_CONFIG = {
 }
 # Tiny condition sizes: the real EEG shape (128 channels, 512 samples, patch 4 → 128 tokens), narrow encoder.
 TINY = dict(n_chans=128, n_times=512, patch=4, d=32, depth=2, heads=4, mlp_ratio=1.0, token_hidden=64, n_cond=77,
-            cross=32, clip=24, time_dim=128)
+            cross=32, clip=32, time_dim=128)
 
 _RESNET_TO_LDM = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"), ("conv2", "out_layers.3"),
                   ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
