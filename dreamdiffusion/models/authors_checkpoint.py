@@ -189,6 +189,18 @@ def build_scheduler(ldm_config: Mapping, schedule: Mapping[str, Tensor], report:
     return scheduler
 
 
+def _load_on_meta(cls, config: dict, state: Mapping[str, Tensor], source: str):
+    """``cls(**config)`` holding ``state``'s tensors (as float32): built on the meta device, so the ~1 GB of SD
+    weights are never initialised randomly only to be overwritten."""
+    with torch.device("meta"):
+        model = cls(**config)
+    load_strict(model, dict(state), source, f"give the matching --sd-config; {FIX}", assign=True)
+    left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise ValueError(f"{source}: {left[:5]} were not filled from the file; {FIX}")
+    return model.float()
+
+
 def convert_unet(ldm_config: Mapping, unet_state: Mapping[str, Tensor], time_condition: bool):
     """ldm ``model.diffusion_model.*`` → ``UNet2DConditionModel`` (``class_embed_type="identity"`` when the
     time condition adds a vector to the timestep embedding)."""
@@ -201,8 +213,7 @@ def convert_unet(ldm_config: Mapping, unet_state: Mapping[str, Tensor], time_con
         config["class_embed_type"] = "identity"
     converted = convert_ldm_unet_checkpoint(dict(unet_state), config)
     _check_all_used(converted, unet_state, "UNet (model.diffusion_model.*)")
-    unet = UNet2DConditionModel(**config)
-    return load_strict(unet, converted, "the checkpoint's UNet (model.diffusion_model.*)", f"give the matching --sd-config; {FIX}")
+    return _load_on_meta(UNet2DConditionModel, config, converted, "the checkpoint's UNet (model.diffusion_model.*)")
 
 
 def convert_vae(ldm_config: Mapping, vae_state: Mapping[str, Tensor]):
@@ -216,8 +227,7 @@ def convert_vae(ldm_config: Mapping, vae_state: Mapping[str, Tensor]):
     config["sample_size"] = int(params.get("image_size", 64)) * factor
     converted = convert_ldm_vae_checkpoint(dict(vae_state), config)
     _check_all_used(converted, vae_state, "VAE (first_stage_model.*)")
-    vae = AutoencoderKL(**config)
-    return load_strict(vae, converted, "the checkpoint's VAE (first_stage_model.*)", f"give the matching --sd-config; {FIX}")
+    return _load_on_meta(AutoencoderKL, config, converted, "the checkpoint's VAE (first_stage_model.*)")
 
 
 def condition_config_from_weights(cond: Mapping[str, Tensor], time_condition: Mapping[str, Tensor], num_heads: int) -> ConditionConfig:

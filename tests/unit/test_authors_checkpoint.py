@@ -199,3 +199,37 @@ def test_a_file_without_model_state_dict_is_named(tmp_path):
     torch.save({"state_dict": {"w": torch.ones(1)}}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match=r"holds \['state_dict'\], not a dict with 'model_state_dict'"):
         import_authors_checkpoint(tmp_path / "other.pth")
+
+
+def test_full_size_layout_is_sd15_and_the_152M_encoder():
+    """At the real sizes (on the meta device: shapes only): SD-1.5's ldm config gives SD-1.5's diffusers UNet and
+    VAE, whose ldm names convert back exactly, and the authors' condition weights read as the 152M preset."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+        create_unet_diffusers_config_from_ldm,
+        create_vae_diffusers_config_from_ldm,
+    )
+
+    from dreamdiffusion.models.authors_checkpoint import SD15_LDM_CONFIG, condition_config_from_weights
+    from dreamdiffusion.models.mae import PRESETS
+
+    unet_config = create_unet_diffusers_config_from_ldm(SD15_LDM_CONFIG, {})
+    vae_config = create_vae_diffusers_config_from_ldm(SD15_LDM_CONFIG, {}, scaling_factor=0.18215)
+    assert unet_config["block_out_channels"] == [320, 640, 1280, 1280] and unet_config["attention_head_dim"] == 8
+    assert unet_config["cross_attention_dim"] == 768 and unet_config["sample_size"] == 64
+    assert vae_config["block_out_channels"] == [128, 256, 512, 512] and vae_config["sample_size"] == 512
+    with torch.device("meta"):
+        unet, vae = UNet2DConditionModel(**unet_config), AutoencoderKL(**vae_config)
+        real = dict(TINY, d=1024, depth=24, heads=16, cross=768, clip=768, time_dim=1280)
+        cond, time = authors_condition_state(0, real)
+    for model, config, to_ldm, convert in ((unet, unet_config, unet_to_ldm, convert_ldm_unet_checkpoint),
+                                           (vae, vae_config, vae_to_ldm, convert_ldm_vae_checkpoint)):
+        state = model.state_dict()
+        back = convert(to_ldm(state, config), config)
+        assert {k: v.shape for k, v in back.items()} == {k: v.shape for k, v in state.items()}
+    assert unet.time_embedding.linear_2.out_features == 1280
+    config = condition_config_from_weights(cond, time, num_heads=16)
+    assert config.encoder == PRESETS["152M"]
+    assert (config.token_mapper_hidden, config.time_embed_dim, config.cross_attention_dim) == (64, 1280, 768)
