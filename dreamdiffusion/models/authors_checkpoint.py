@@ -48,6 +48,13 @@ SCHEDULE_BUFFERS = (
     "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
     "logvar", "scale_factor",
 )
+# Parts of their LatentDiffusion that sampling never uses (prefix -> why).
+UNUSED_PARTS = {
+    "image_embedder.": "their frozen CLIP ViT-L/14 image tower (openai/clip-vit-large-patch14), used only by the CLIP loss in training",
+}
+UNUSED_CONDITION_PARTS = {
+    "cls_net.": "their optional classification head (cls_tune), not part of the condition",
+}
 # The authors' encoder uses 16 heads; the weights cannot tell (qkv is one matrix whatever the split).
 AUTHORS_NUM_HEADS = 16
 FIX = "is it the authors' generation checkpoint (pretrains/models/checkpoint.pth of their README)?"
@@ -92,9 +99,19 @@ class ImportReport:
 
     used: dict[str, int] = field(default_factory=dict)  # part -> number of tensors of the file
     ignored: dict[str, str] = field(default_factory=dict)  # key (or prefix) -> why
+    ignored_tensors: int = 0  # tensors of the state dict among ``ignored``
     skipped_globals: list[str] = field(default_factory=list)  # pickled objects not rebuilt
     filled_without_file: dict[str, str] = field(default_factory=dict)  # our parameter -> what it was set to
     config_fields: dict[str, str] = field(default_factory=dict)  # their pickled config's plain fields
+
+    def ignore(self, name: str, why: str, n_tensors: int = 1) -> None:
+        """Record that ``name`` (a key, or a prefix ending in ``*``) is not used, and why."""
+        if name in self.ignored:
+            count = int(self.ignored[name].split(" ", 1)[0]) + n_tensors
+            self.ignored[name] = f"{count} tensors: {why}"
+        else:
+            self.ignored[name] = f"{n_tensors} tensors: {why}" if name.endswith("*") else why
+        self.ignored_tensors += n_tensors
 
     def lines(self) -> list[str]:
         out = [f"used: {', '.join(f'{part} {n} tensors' for part, n in self.used.items())}"]
@@ -138,8 +155,10 @@ def split_state_dict(state: Mapping[str, Tensor], ignore: Sequence[str], report:
             parts["condition"][key[len(CONDITION):]] = value
         elif key in SCHEDULE_BUFFERS:
             parts["schedule"][key] = value
+        elif unused := next((p for p in UNUSED_PARTS if key.startswith(p)), None):
+            report.ignore(unused + "*", UNUSED_PARTS[unused])
         elif any(key.startswith(prefix) for prefix in ignore):
-            report.ignored[key] = "--ignore"
+            report.ignore(key, "--ignore")
         else:
             unknown.append(key)
     if unknown:
@@ -185,7 +204,7 @@ def build_scheduler(ldm_config: Mapping, schedule: Mapping[str, Tensor], report:
                 f"{params.get('linear_start')}..{params.get('linear_end')}, {params.get('timesteps')} steps); give its --sd-config"
             )
     for key in schedule:
-        report.ignored[key] = "noise-schedule buffer; the scheduler is rebuilt from the ldm config" + (" (betas checked)" if key == "betas" else "")
+        report.ignore(key, "noise-schedule buffer; the scheduler is rebuilt from the ldm config" + (" (betas checked)" if key == "betas" else ""))
     return scheduler
 
 
@@ -273,13 +292,16 @@ def convert_condition(
     unknown = []
     for key, value in cond.items():
         if key == "mae.mask_token":
-            report.ignored[CONDITION + key] = "their encoder's mask token; unused when encoding"
+            report.ignore(CONDITION + key, "their encoder's mask token; unused when encoding")
+            continue
+        if unused := next((p for p in UNUSED_CONDITION_PARTS if key.startswith(p)), None):
+            report.ignore(CONDITION + unused + "*", UNUSED_CONDITION_PARTS[unused])
             continue
         if key == "mae.pos_embed":
             table = sincos_positions(config.encoder.n_tokens + 1, config.encoder.embed_dim)[None]
             if value.shape != table.shape or not torch.allclose(value.float(), table, atol=1e-5):
                 raise ValueError(f"{CONDITION}mae.pos_embed is not the fixed 1-D sine-cosine table the encoder uses; {FIX}")
-            report.ignored[CONDITION + key] = "fixed sine-cosine positions; checked equal to ours"
+            report.ignore(CONDITION + key, "fixed sine-cosine positions; checked equal to ours")
             continue
         for pattern, target in _CONDITION_RULES:
             if re.match(pattern, key):
@@ -297,6 +319,7 @@ def convert_condition(
     ours["null_condition"] = torch.zeros_like(model.null_condition)
     report.filled_without_file["condition_model.null_condition"] = "zeros (not trained by the authors; use guidance_scale 1)"
     load_strict(model, ours, "the checkpoint's cond_stage_model", FIX)
+    report.used["condition model"] = len(ours) - len(time_condition) - 1  # the file's tensors, without the null condition
     return model.eval()
 
 
@@ -324,17 +347,14 @@ def import_authors_checkpoint(
         report.config_fields = {k: repr(v) for k, v in config_record.fields().items() if isinstance(v, (bool, int, float, str))}
     for key in content:
         if key != "model_state_dict":
-            report.ignored[key] = "not weights (their pickled config object, the RNG state)"
+            report.ignore(key, "not weights (their pickled config object, the RNG state)", n_tensors=0)
     ldm = ldm_config if isinstance(ldm_config, Mapping) else load_ldm_config(ldm_config)
     parts = split_state_dict(content["model_state_dict"], ignore, report)
     scheduler = build_scheduler(ldm, parts["schedule"], report)
     unet = convert_unet(ldm, parts["unet"], time_condition=bool(parts["time_condition"]))
     vae = convert_vae(ldm, parts["vae"])
     condition = convert_condition(parts["condition"], parts["time_condition"], num_heads, report)
-    report.used = {
-        "UNet": len(parts["unet"]), "time condition": len(parts["time_condition"]), "VAE": len(parts["vae"]),
-        "condition model": len(parts["condition"]) - sum(k.startswith(CONDITION) for k in report.ignored),
-    }
+    report.used = {"UNet": len(parts["unet"]), "time condition": len(parts["time_condition"]), "VAE": len(parts["vae"])} | report.used
     pipe = DreamDiffusionPipeline(unet.eval(), vae.eval(), scheduler, condition)
     return pipe, report
 

@@ -1,7 +1,7 @@
 """A checkpoint in the DreamDiffusion authors' exact format, at tiny sizes, for the importer's tests.
 
 The layout is written from the facts of their code (``torch.save({"model_state_dict", "config", "state"})``,
-ldm names), not from their code: the UNet/VAE keys come from a tiny diffusers model through the inverse of
+ldm names, a frozen CLIP image tower under ``image_embedder.``), not from their code: the UNet/VAE keys come from a tiny diffusers model through the inverse of
 diffusers' ldm→diffusers mapping (:func:`unet_to_ldm`, :func:`vae_to_ldm`), the condition keys from
 :func:`authors_condition_state`; :func:`reference_condition` is their condition forward in plain torch ops.
 """
@@ -240,6 +240,9 @@ def build_authors_checkpoint(path, marker_dir, seed: int = 0, time_condition: bo
         state |= {f"model.diffusion_model.time_embed_condtion.{k}": v for k, v in time.items()}
     betas = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").betas
     state |= {"betas": betas.double(), "alphas_cumprod": torch.cumprod(1 - betas.double(), 0)}
+    # their LatentDiffusion always holds a frozen CLIP image tower (CLIPVisionModelWithProjection) as image_embedder
+    state |= {"image_embedder.transformer.visual_projection.weight": torch.randn(8, 16),
+              "image_embedder.transformer.vision_model.post_layernorm.weight": torch.ones(16)}
     state = {k: v.detach().clone().contiguous() for k, v in state.items()}
     config_cls = install_config_module(marker_dir)
     try:
