@@ -41,7 +41,8 @@ def register(weights_commands: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="their pretrains/models/checkpoint.pth")
     p.add_argument("--out", required=True, help="pipeline folder to write")
     p.add_argument("--sd-config", default=None, help="their pretrains/models/config15.yaml (default: Stable Diffusion 1.5's ldm values)")
-    p.add_argument("--encoder-heads", type=int, default=16, help="attention heads of their EEG encoder (16 in their code; not in the weights)")
+    p.add_argument("--encoder-heads", type=int, default=None,
+                   help="attention heads of their EEG encoder (not in the weights; default: their config's num_heads, else 16)")
     p.add_argument("--ignore", action="append", default=[], metavar="PREFIX",
                    help="leave out state-dict keys starting with PREFIX (repeatable; each is listed). Unknown keys are an error otherwise")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")

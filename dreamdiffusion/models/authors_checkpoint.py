@@ -55,7 +55,8 @@ UNUSED_PARTS = {
 UNUSED_CONDITION_PARTS = {
     "cls_net.": "their optional classification head (cls_tune), not part of the condition",
 }
-# The authors' encoder uses 16 heads; the weights cannot tell (qkv is one matrix whatever the split).
+# The authors' encoder uses 16 heads (their config's num_heads); the weights cannot tell (qkv is one matrix
+# whatever the split), so the pickled config's value is used when it has one, else this.
 AUTHORS_NUM_HEADS = 16
 FIX = "is it the authors' generation checkpoint (pretrains/models/checkpoint.pth of their README)?"
 
@@ -103,6 +104,7 @@ class ImportReport:
     skipped_globals: list[str] = field(default_factory=list)  # pickled objects not rebuilt
     filled_without_file: dict[str, str] = field(default_factory=dict)  # our parameter -> what it was set to
     config_fields: dict[str, str] = field(default_factory=dict)  # their pickled config's plain fields
+    encoder_heads: str = ""  # the encoder's attention heads and where the number came from
 
     def ignore(self, name: str, why: str, n_tensors: int = 1) -> None:
         """Record that ``name`` (a key, or a prefix ending in ``*``) is not used, and why."""
@@ -117,6 +119,7 @@ class ImportReport:
         out = [f"used: {', '.join(f'{part} {n} tensors' for part, n in self.used.items())}"]
         out += [f"ignored: {key} ({why})" for key, why in self.ignored.items()]
         out += [f"set without the file: {key} = {what}" for key, what in self.filled_without_file.items()]
+        out.append(f"EEG encoder attention heads: {self.encoder_heads}")
         out.append(f"pickled objects not executed (inert records): {', '.join(self.skipped_globals) or 'none'}")
         return out
 
@@ -326,13 +329,15 @@ def convert_condition(
 def import_authors_checkpoint(
     checkpoint: str | Path,
     ldm_config: str | Path | Mapping | None = None,
-    num_heads: int = AUTHORS_NUM_HEADS,
+    num_heads: int | None = None,
     ignore: Sequence[str] = (),
 ):
     """Read the authors' ``checkpoint.pth`` safely and build the pipeline; returns ``(pipeline, report)``.
 
     ``ldm_config``: their ``config15.yaml`` (path or dict; ``None``: SD-1.5's v1-inference values).
-    ``ignore``: key prefixes of the state dict to leave out (each is listed in the report).
+    ``num_heads``: attention heads of their encoder (``None``: the ``num_heads`` field of the file's pickled
+    config, read as data; 16 when it has none). ``ignore``: key prefixes of the state dict to leave out
+    (each is listed in the report).
     """
     from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
@@ -345,6 +350,12 @@ def import_authors_checkpoint(
     config_record = content.get("config")
     if isinstance(config_record, SkippedObject):
         report.config_fields = {k: repr(v) for k, v in config_record.fields().items() if isinstance(v, (bool, int, float, str))}
+    if num_heads is None:
+        recorded = config_record.fields().get("num_heads") if isinstance(config_record, SkippedObject) else None
+        num_heads = recorded if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0 else AUTHORS_NUM_HEADS
+        report.encoder_heads = f"{num_heads} ({'their config' if num_heads == recorded else 'their code'})"
+    else:
+        report.encoder_heads = f"{num_heads} (given)"
     for key in content:
         if key != "model_state_dict":
             report.ignore(key, "not weights (their pickled config object, the RNG state)", n_tensors=0)

@@ -210,6 +210,7 @@ def install_config_module(marker_dir) -> type:
     class Config_Generative_Model:  # noqa: N801 - the authors' class name, as the pickle names it
         def __init__(self) -> None:
             self.global_pool, self.use_time_cond, self.clip_tune, self.num_samples = False, True, True, 5
+            self.num_heads, self.subject, self.splits_path = TINY["heads"], 4, "datasets/block_splits_by_image_single.pth"
             self.hook = FileMaker()
 
         def __setstate__(self, state: dict) -> None:

@@ -38,7 +38,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def imported(checkpoint):
     folder, _ = checkpoint
-    return import_authors_checkpoint(folder / "checkpoint.pth", TINY_LDM_CONFIG, num_heads=TINY["heads"])
+    return import_authors_checkpoint(folder / "checkpoint.pth", TINY_LDM_CONFIG)  # heads: their config's num_heads
 
 
 @pytest.mark.parametrize("part", ["unet", "vae"])
@@ -64,7 +64,8 @@ def test_import_reads_nothing_executable_and_accounts_for_every_tensor(checkpoin
     _, report = imported
     assert not (folder / "setstate").exists() and not (folder / "reduce").exists()
     assert "config.Config_Generative_Model" in report.skipped_globals
-    assert report.config_fields["use_time_cond"] == "True"
+    assert report.config_fields["use_time_cond"] == "True" and report.config_fields["subject"] == "4"
+    assert report.encoder_heads == f"{TINY['heads']} (their config)"
     assert sum(report.used.values()) + report.ignored_tensors == len(state)
     assert set(report.ignored) >= {"cond_stage_model.mae.mask_token", "cond_stage_model.mae.pos_embed", "betas", "config", "state",
                                    "image_embedder.*"}
@@ -146,7 +147,7 @@ def test_cli_import_then_generate(cli, capsys, checkpoint, tmp_path):
     config.write_text(yaml.safe_dump(TINY_LDM_CONFIG))
     out = tmp_path / "pipeline"
     assert cli("weights", "import-authors", "--checkpoint", str(folder / "checkpoint.pth"), "--out", str(out),
-               "--sd-config", str(config), "--encoder-heads", str(TINY["heads"])) == 0
+               "--sd-config", str(config)) == 0
     printed = capsys.readouterr().out
     assert "inert records): config.Config_Generative_Model" in printed and "null_condition" in printed
     eeg_file = tmp_path / "eeg.pth"
