@@ -16,7 +16,9 @@ Supported: the zip format ``torch.save`` writes since torch 1.6 (little-endian s
 from __future__ import annotations
 
 import io
+import mmap
 import pickle
+import struct
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -76,14 +78,22 @@ class SkippedObject:
 
 @dataclass
 class _StorageRef:
-    data: bytes
+    """One storage of the archive: ``nbytes`` at ``offset`` of ``buffer`` (the file, memory-mapped copy-on-write,
+    or the entry's bytes when it is compressed or misaligned)."""
+
+    buffer: Any
+    offset: int
+    nbytes: int
     dtype: torch.dtype
 
     def tensor(self, dtype: torch.dtype | None = None) -> Tensor:
         dtype = dtype or self.dtype
-        if not self.data:
+        size = torch.empty(0, dtype=dtype).element_size()
+        if self.nbytes == 0:
             return torch.empty(0, dtype=dtype)
-        return torch.frombuffer(bytearray(self.data), dtype=dtype)
+        if self.nbytes % size:
+            raise ValueError(f"a storage of {self.nbytes} bytes does not hold whole {dtype} elements")
+        return torch.frombuffer(self.buffer, dtype=dtype, count=self.nbytes // size, offset=self.offset)
 
 
 def _rebuild_tensor(storage: _StorageRef, offset: int, size, stride, requires_grad=False, hooks=None, metadata=None) -> Tensor:
@@ -139,9 +149,9 @@ class _StorageType:
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, source: str) -> None:
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, file_map: mmap.mmap | None, prefix: str, source: str) -> None:
         super().__init__(io.BytesIO(data))
-        self.archive, self.prefix, self.source = archive, prefix, source
+        self.archive, self.file_map, self.prefix, self.source = archive, file_map, prefix, source
         self.storages: dict[str, _StorageRef] = {}
         self.skipped: set[str] = set()
 
@@ -162,11 +172,33 @@ class _SafeUnpickler(pickle.Unpickler):
         key = str(key)
         if key not in self.storages:
             try:
-                data = self.archive.read(f"{self.prefix}data/{key}")
+                info = self.archive.getinfo(f"{self.prefix}data/{key}")
             except KeyError:
                 raise ValueError(f"{self.source}: storage {key} is missing from the archive (a truncated download?)") from None
-            self.storages[key] = _StorageRef(data, storage_type.dtype)
+            self.storages[key] = self._storage(info, storage_type.dtype)
         return self.storages[key]
+
+    def _storage(self, info: zipfile.ZipInfo, dtype: torch.dtype) -> _StorageRef:
+        """torch.save stores storages uncompressed and 64-byte aligned: then the tensor views the mapped file
+        (no copy in memory); otherwise the entry is read."""
+        if self.file_map is not None and info.compress_type == zipfile.ZIP_STORED:
+            header = self.file_map[info.header_offset : info.header_offset + 30]
+            if header[:4] == b"PK\x03\x04":
+                name_length, extra_length = struct.unpack("<HH", header[26:30])
+                start = info.header_offset + 30 + name_length + extra_length
+                if start % 64 == 0 and start + info.file_size <= len(self.file_map):
+                    return _StorageRef(self.file_map, start, info.file_size, dtype)
+        data = bytearray(self.archive.read(info))
+        return _StorageRef(data, 0, len(data), dtype)
+
+
+def _map_file(path: Path) -> mmap.mmap | None:
+    """The file mapped copy-on-write (tensors viewing it are writable; the file never changes)."""
+    with open(path, "rb") as f:
+        try:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError):  # e.g. a file system without mmap: read the entries instead
+            return None
 
 
 @dataclass
@@ -180,8 +212,9 @@ class SafeCheckpoint:
 def read_checkpoint(path: str | Path) -> SafeCheckpoint:
     """Unpickle the ``torch.save`` file ``path`` without executing anything from it.
 
-    Tensors come back as CPU tensors (parameters as plain tensors); every other global the file names is
-    returned as an inert :class:`SkippedObject` and listed in :attr:`SafeCheckpoint.skipped`.
+    Tensors come back as CPU tensors (parameters as plain tensors) that view the memory-mapped file where they
+    can (copy-on-write: changing them never changes the file); every other global the file names is returned
+    as an inert :class:`SkippedObject` and listed in :attr:`SafeCheckpoint.skipped`.
     """
     path = Path(path)
     if not path.is_file():
@@ -198,7 +231,7 @@ def read_checkpoint(path: str | Path) -> SafeCheckpoint:
         prefix = pickles[0][: -len("data.pkl")]
         if f"{prefix}byteorder" in archive.namelist() and archive.read(f"{prefix}byteorder").strip() != b"little":
             raise ValueError(f"{path} was written on a big-endian machine; only little-endian files are read")
-        unpickler = _SafeUnpickler(archive.read(pickles[0]), archive, prefix, str(path))
+        unpickler = _SafeUnpickler(archive.read(pickles[0]), archive, _map_file(path), prefix, str(path))
         try:
             content = unpickler.load()
         except (pickle.UnpicklingError, EOFError, TypeError, AttributeError) as e:

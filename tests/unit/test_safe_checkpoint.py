@@ -76,3 +76,21 @@ def test_a_storage_missing_from_the_archive_is_named(tmp_path):
                 dst.writestr(item, src.read(item))
     with pytest.raises(ValueError, match="storage 0 is missing from the archive"):
         read_checkpoint(tmp_path / "cut.pth")
+
+
+def test_tensors_view_the_file_copy_on_write_and_compressed_archives_read(tmp_path):
+    import zipfile
+
+    weights = {"w": torch.randn(4, 5), "b": torch.arange(6, dtype=torch.int64)}
+    torch.save(weights, tmp_path / "c.pth")
+    before = (tmp_path / "c.pth").read_bytes()
+    got = read_checkpoint(tmp_path / "c.pth").content
+    got["w"].add_(1.0)  # writable, and the file does not change
+    assert (tmp_path / "c.pth").read_bytes() == before
+    assert torch.equal(got["w"], weights["w"] + 1.0)
+
+    with zipfile.ZipFile(tmp_path / "c.pth") as src, zipfile.ZipFile(tmp_path / "z.pth", "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename, src.read(item))
+    again = read_checkpoint(tmp_path / "z.pth").content
+    assert all(torch.equal(again[k], weights[k]) for k in weights)
