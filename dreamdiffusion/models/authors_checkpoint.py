@@ -99,8 +99,8 @@ class ImportReport:
     """What the import used, ignored and set: the file's tensors are all in ``used`` or ``ignored``."""
 
     used: dict[str, int] = field(default_factory=dict)  # part -> number of tensors of the file
-    ignored: dict[str, str] = field(default_factory=dict)  # key (or prefix) -> why
-    ignored_tensors: int = 0  # tensors of the state dict among ``ignored``
+    ignored: dict[str, str] = field(default_factory=dict)  # key (or prefix ending in *) -> why
+    ignored_counts: dict[str, int] = field(default_factory=dict)  # key (or prefix) -> tensors of the state dict
     skipped_globals: list[str] = field(default_factory=list)  # pickled objects not rebuilt
     filled_without_file: dict[str, str] = field(default_factory=dict)  # our parameter -> what it was set to
     config_fields: dict[str, str] = field(default_factory=dict)  # their pickled config's plain fields
@@ -108,16 +108,18 @@ class ImportReport:
 
     def ignore(self, name: str, why: str, n_tensors: int = 1) -> None:
         """Record that ``name`` (a key, or a prefix ending in ``*``) is not used, and why."""
-        if name in self.ignored:
-            count = int(self.ignored[name].split(" ", 1)[0]) + n_tensors
-            self.ignored[name] = f"{count} tensors: {why}"
-        else:
-            self.ignored[name] = f"{n_tensors} tensors: {why}" if name.endswith("*") else why
-        self.ignored_tensors += n_tensors
+        self.ignored[name] = why
+        self.ignored_counts[name] = self.ignored_counts.get(name, 0) + n_tensors
+
+    @property
+    def ignored_tensors(self) -> int:
+        """Tensors of the state dict that were not used."""
+        return sum(self.ignored_counts.values())
 
     def lines(self) -> list[str]:
         out = [f"used: {', '.join(f'{part} {n} tensors' for part, n in self.used.items())}"]
-        out += [f"ignored: {key} ({why})" for key, why in self.ignored.items()]
+        out += [f"ignored: {key} ({f'{self.ignored_counts[key]} tensors: ' if key.endswith('*') else ''}{why})"
+                for key, why in self.ignored.items()]
         out += [f"set without the file: {key} = {what}" for key, what in self.filled_without_file.items()]
         out.append(f"EEG encoder attention heads: {self.encoder_heads}")
         out.append(f"pickled objects not executed (inert records): {', '.join(self.skipped_globals) or 'none'}")
