@@ -213,10 +213,12 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
         cross_attention_dim: int,
         clip_dim: int,
         time_embed_dim: int | None = None,
+        **variants,
     ) -> EEGConditionModel:
         """Condition model around the stage-1 encoder in ``encoder_dir`` (``None``: freshly initialised,
-        the "no pre-training" ablation). An encoder of another architecture is refused."""
-        config = ConditionConfig(encoder_config, cross_attention_dim, clip_dim, time_embed_dim=time_embed_dim)
+        the "no pre-training" ablation). An encoder of another architecture is refused. ``variants``: the
+        :class:`ConditionConfig` options ``token_mapper_hidden``, ``time_mapper_input``, ``encoder_cls_token``."""
+        config = ConditionConfig(encoder_config, cross_attention_dim, clip_dim, time_embed_dim=time_embed_dim, **variants)
         encoder = load_encoder(encoder_dir, expected=encoder_config) if encoder_dir is not None else None
         return cls(config, encoder_module=encoder)
 
