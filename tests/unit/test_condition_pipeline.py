@@ -163,3 +163,18 @@ def test_encoder_cls_token_option_changes_attention_not_shapes():
 def test_unknown_time_mapper_input_is_named():
     with pytest.raises(ValueError, match="time_mapper_input='pooled'; choose one of tokens, condition"):
         tiny_condition(time_embed_dim=8, time_mapper_input="pooled")
+
+
+def test_a_condition_folder_saved_before_the_variant_keys_loads_with_the_paper_defaults(tmp_path):
+    model = tiny_condition()
+    model.save_pretrained(tmp_path / "c")
+    config_path = tmp_path / "c" / "config.json"
+    config = json.loads(config_path.read_text())
+    for key in ("token_mapper_hidden", "time_mapper_input", "encoder_cls_token"):
+        del config[key]
+    config_path.write_text(json.dumps(config))
+    loaded = EEGConditionModel.from_pretrained(tmp_path / "c")
+    assert loaded.condition_config == model.condition_config
+    eeg = torch.randn(1, 128, 512)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(eeg).hidden_states, model(eeg).hidden_states)
