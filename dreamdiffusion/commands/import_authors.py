@@ -14,11 +14,19 @@ from pathlib import Path
 BASE_MODEL = "the DreamDiffusion authors' released generation checkpoint (Bai et al. 2023; SD-1.5 fine-tuned on ImageNet-EEG)"
 
 
+def training_data(config_fields: dict[str, str]) -> str:
+    """The model card's data line, from their pickled config's fields (read as data) when it has them."""
+    subject, splits = config_fields.get("subject"), config_fields.get("splits_path")
+    if subject is None:
+        return "ImageNet-EEG (the authors' training; subject and split not recorded in the file)"
+    return f"ImageNet-EEG, subject {subject}" + (f", splits {splits}" if splits else "") + " (as recorded in the authors' config)"
+
+
 def import_authors(args: argparse.Namespace) -> int:
     from dreamdiffusion.models.authors_checkpoint import import_authors_checkpoint
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
+    if (out.is_file() or (out.is_dir() and any(out.iterdir()))) and not args.overwrite:
         print(f"{out} exists and is not empty; choose another --out or pass --overwrite", file=sys.stderr)
         return 1
     try:
@@ -26,7 +34,7 @@ def import_authors(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"could not import {args.checkpoint}: {e}", file=sys.stderr)
         return 1
-    pipe.save_pretrained(out, base_model=BASE_MODEL, data="ImageNet-EEG (the authors' training; subject and split unknown)")
+    pipe.save_pretrained(out, base_model=BASE_MODEL, data=training_data(report.config_fields))
     for line in report.lines():
         print(line)
     if report.config_fields:

@@ -158,6 +158,9 @@ def test_cli_import_then_generate(cli, capsys, checkpoint, tmp_path):
     assert len(list(pics.glob("*.png"))) >= 1
     assert cli("weights", "import-authors", "--checkpoint", str(folder / "checkpoint.pth"), "--out", str(out)) == 1
     assert "not empty" in capsys.readouterr().err
+    assert "subject 4, splits 'datasets/block_splits_by_image_single.pth'" in (out / "README.md").read_text()
+    assert cli("weights", "import-authors", "--checkpoint", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "x")) == 1
+    assert "missing.pth does not exist" in capsys.readouterr().err
 
 
 def _save_variant(tmp_path, edit):
