@@ -229,7 +229,10 @@ def convert_unet(ldm_config: Mapping, unet_state: Mapping[str, Tensor], time_con
     """ldm ``model.diffusion_model.*`` → ``UNet2DConditionModel`` (``class_embed_type="identity"`` when the
     time condition adds a vector to the timestep embedding)."""
     from diffusers import UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, create_unet_diffusers_config_from_ldm
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_unet_checkpoint,
+        create_unet_diffusers_config_from_ldm,
+    )
 
     config = create_unet_diffusers_config_from_ldm(ldm_config, dict(unet_state))
     config["sample_size"] = int(ldm_config["model"]["params"].get("image_size", 64))
@@ -243,7 +246,10 @@ def convert_unet(ldm_config: Mapping, unet_state: Mapping[str, Tensor], time_con
 def convert_vae(ldm_config: Mapping, vae_state: Mapping[str, Tensor]):
     """ldm ``first_stage_model.*`` → ``AutoencoderKL`` (latent scale from the ldm config's ``scale_factor``)."""
     from diffusers import AutoencoderKL
-    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint, create_vae_diffusers_config_from_ldm
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_vae_checkpoint,
+        create_vae_diffusers_config_from_ldm,
+    )
 
     params = ldm_config["model"]["params"]
     config = create_vae_diffusers_config_from_ldm(ldm_config, dict(vae_state), scaling_factor=float(params.get("scale_factor", 0.18215)))
@@ -372,4 +378,4 @@ def import_authors_checkpoint(
     return pipe, report
 
 
-__all__ = ["ImportReport", "import_authors_checkpoint", "SD15_LDM_CONFIG", "load_ldm_config", "AUTHORS_NUM_HEADS"]
+__all__ = ["AUTHORS_NUM_HEADS", "SD15_LDM_CONFIG", "ImportReport", "import_authors_checkpoint", "load_ldm_config"]

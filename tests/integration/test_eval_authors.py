@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from authors_format import TINY, TINY_LDM_CONFIG, build_authors_checkpoint  # noqa: E402
+from authors_format import TINY, TINY_LDM_CONFIG, build_authors_checkpoint
 
 
 def test_eval_authors_config_is_the_authors_sampling(cli, repo, capsys):

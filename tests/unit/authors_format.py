@@ -15,7 +15,11 @@ import types
 
 import torch
 import torch.nn.functional as F
-from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING, create_unet_diffusers_config_from_ldm, create_vae_diffusers_config_from_ldm
+from diffusers.loaders.single_file_utils import (
+    DIFFUSERS_TO_LDM_MAPPING,
+    create_unet_diffusers_config_from_ldm,
+    create_vae_diffusers_config_from_ldm,
+)
 from torch import Tensor
 
 from dreamdiffusion.models.mae import sincos_positions
@@ -207,7 +211,7 @@ def install_config_module(marker_dir) -> type:
         def __reduce__(self):
             return (open, (str(marker_dir / "reduce"), "w"))
 
-    class Config_Generative_Model:  # noqa: N801 - the authors' class name, as the pickle names it
+    class Config_Generative_Model:
         def __init__(self) -> None:
             self.global_pool, self.use_time_cond, self.clip_tune, self.num_samples = False, True, True, 5
             self.num_heads, self.subject, self.splits_path = TINY["heads"], 4, "datasets/block_splits_by_image_single.pth"

@@ -44,7 +44,10 @@ def imported(checkpoint):
 @pytest.mark.parametrize("part", ["unet", "vae"])
 def test_ldm_key_mapping_round_trips_exactly(part):
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+    )
 
     torch.manual_seed(0)
     if part == "unet":
@@ -220,7 +223,10 @@ def test_full_size_layout_is_sd15_and_the_152M_encoder():
         create_vae_diffusers_config_from_ldm,
     )
 
-    from dreamdiffusion.models.authors_checkpoint import SD15_LDM_CONFIG, condition_config_from_weights
+    from dreamdiffusion.models.authors_checkpoint import (
+        SD15_LDM_CONFIG,
+        condition_config_from_weights,
+    )
     from dreamdiffusion.models.mae import PRESETS
 
     unet_config = create_unet_diffusers_config_from_ldm(SD15_LDM_CONFIG, {})
