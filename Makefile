@@ -8,7 +8,7 @@ export MNE_DATA ?= $(CURDIR)/data/mne
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast docs docs-check demo demo-eval data-moabb data-check weights reproduce table2 clean
+.PHONY: help install test test-fast docs docs-check demo demo-eval data-moabb data-check weights reproduce table2 eval-authors clean
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -111,6 +111,17 @@ table2: reproduce  ## Every Table 2 row (stage-1 variants, stage-2 ablations, st
 	done
 	$(BIN)/python scripts/collect_metrics.py --paper-table2 full=$(RUN)/eval $(foreach r,$(TABLE2_ROWS),$(r)=$(RUN)/eval_$(r)) \
 		| tee $(RUN)/table2.md
+
+AUTHORS_RUN ?= runs/authors
+eval-authors: install  ## Import the authors' checkpoint (CKPT=checkpoint.pth [SD_CONFIG=config15.yaml]) and score it: PLMS-250, DDIM-50
+	$(if $(CKPT),,$(error give CKPT=path/to/checkpoint.pth (the authors' pretrains/models/checkpoint.pth)))
+	$(BIN)/dreamdiffusion weights import-authors --checkpoint $(CKPT) --out $(AUTHORS_RUN)/pipeline --overwrite \
+		$(if $(SD_CONFIG),--sd-config $(SD_CONFIG))
+	$(BIN)/dreamdiffusion test -c configs/eval_authors.yaml --run_dir=$(AUTHORS_RUN) $(TRAINER) $(EVAL_LOCAL)
+	$(BIN)/dreamdiffusion test -c configs/eval_authors.yaml --run_dir=$(AUTHORS_RUN) $(TRAINER) $(EVAL_LOCAL) \
+		--model.init_args.sampler=ddim --model.init_args.num_inference_steps=50 --trainer.default_root_dir=$(AUTHORS_RUN)/eval_ddim50
+	$(BIN)/python scripts/collect_metrics.py plms250=$(AUTHORS_RUN)/eval_plms250 ddim50=$(AUTHORS_RUN)/eval_ddim50 \
+		| tee $(AUTHORS_RUN)/metrics.md
 
 clean:  ## Remove runs/ (the venv stays)
 	rm -rf runs

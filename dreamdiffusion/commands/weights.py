@@ -11,6 +11,8 @@
   ``DIR/clip-vit-large-patch14``.
 * ``dreamdiffusion weights fetch-eval --out DIR``: the stage-3 networks' published files (ViT-H/14 SWAG,
   torch-fidelity's FID Inception-v3, AlexNet for LPIPS), hash-checked, for ``weights_path`` in the eval config.
+* ``dreamdiffusion weights import-authors --checkpoint checkpoint.pth --out DIR``: the authors' released
+  checkpoint as a pipeline folder (:mod:`dreamdiffusion.commands.import_authors`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 from pathlib import Path
 
 from dreamdiffusion.atomic import atomic_dir
+from dreamdiffusion.commands import import_authors
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, build_tiny_clip, build_tiny_sd
 from dreamdiffusion.models.eval_models import build_tiny_eval_networks
 from dreamdiffusion.models.tiny_clip_warmup import ClipWarmup
@@ -115,3 +118,4 @@ def register(commands: argparse._SubParsersAction) -> None:
     e = sub.add_parser("fetch-eval", help="download the stage-3 networks (ViT-H/14 SWAG, FID Inception, AlexNet) to --out")
     e.add_argument("--out", default="weights/eval", help="folder that receives the three weights files")
     e.set_defaults(func=fetch_eval)
+    import_authors.register(sub)

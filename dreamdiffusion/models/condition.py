@@ -7,6 +7,13 @@
         tokens --clip_token Conv1d(L->1, k=1)--> [B, 1, D] --clip_proj Linear(D->clip_dim)--> [B, 768]     (h, Eq. 3)
         tokens --mean over L--> [B, D] --time_mapper Linear(D->time_embed_dim)--> [B, time_embed_dim]       (optional)
 
+The authors' released checkpoint needs three variants, each a config key (the defaults above stay):
+``token_mapper_hidden=64`` (token mapper ``Conv1d(L->64, k=1) -> Conv1d(64->77, k=1)``),
+``time_mapper_input="condition"`` (time vector from the condition: ``Conv1d(77->38, k=1) -> Conv1d(38->1, k=1)
+-> Linear(cross_attention_dim->time_embed_dim)`` on ``[B, 77, cross_attention_dim]``) and
+``encoder_cls_token=False`` (the encoder attends over the patch tokens only; their stage-2 encoder never
+prepends its cls token).
+
 The ``[B, 77, cross_attention_dim]`` condition is the UNet's ``encoder_hidden_states``; the optional time
 vector (the authors' code, from MinD-Vis; not in the paper) is added to the timestep embedding through
 ``class_embed_type="identity"``. ``null_condition`` is a learned unconditional input for condition
@@ -47,6 +54,7 @@ CONFIG = "config.json"
 LEGACY_WEIGHTS = "condition.safetensors"
 LEGACY_CONFIG = "condition.json"
 LEGACY_FORMAT = "dreamdiffusion.eeg_condition/1"
+TIME_MAPPER_INPUTS = ("tokens", "condition")
 REEXPORT = "re-export it from stage 2 (dreamdiffusion fit -c configs/finetune.yaml)"
 
 
@@ -70,6 +78,18 @@ class ConditionConfig:
     clip_dim: int = 768
     n_condition_tokens: int = 77
     time_embed_dim: int | None = None
+    token_mapper_hidden: int | None = None
+    time_mapper_input: str = "tokens"
+    encoder_cls_token: bool = True
+
+    def __post_init__(self) -> None:
+        if self.time_mapper_input not in TIME_MAPPER_INPUTS:
+            raise ValueError(
+                f"time_mapper_input={self.time_mapper_input!r}; choose one of {', '.join(TIME_MAPPER_INPUTS)} "
+                "(tokens: the pooled encoder tokens; condition: the authors' module on the 77-token condition)"
+            )
+        if self.token_mapper_hidden is not None and self.token_mapper_hidden < 1:
+            raise ValueError(f"token_mapper_hidden={self.token_mapper_hidden} must be a positive width or None (one layer)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +115,31 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
     Built either from a :class:`ConditionConfig` (``EEGConditionModel(ConditionConfig(...))``) or from the
     flat keys of its ``config.json`` (``encoder_config``: a dict of :class:`MAEConfig` fields, the dimensions),
     which is how diffusers rebuilds it. ``encoder_module`` hands in an existing (e.g. stage-1) encoder.
+
+    Parameters
+    ----------
+    condition_config
+        The whole architecture as a :class:`ConditionConfig` (or give the flat keys below instead).
+    encoder_config
+        The encoder's :class:`~dreamdiffusion.models.mae.MAEConfig` fields as a dict.
+    cross_attention_dim, clip_dim, n_condition_tokens
+        Width of the UNet condition (768 for SD-1.5), of the CLIP image embedding h predicts, and the
+        number of condition tokens (77).
+    time_embed_dim
+        Width of the UNet's timestep embedding (1280 for SD-1.5) when a time vector is added to it
+        (UNet with ``class_embed_type="identity"``); ``None``: no time vector (the paper).
+    token_mapper_hidden
+        ``None``: one ``Conv1d(L->77, k=1)`` (the paper); a width ``w``: ``Conv1d(L->w) -> Conv1d(w->77)``
+        (the authors' released checkpoint: 64).
+    time_mapper_input
+        Where the time vector comes from: ``"tokens"`` (``Linear(D->time_embed_dim)`` on the mean encoder
+        token) or ``"condition"`` (the authors' ``Conv1d(77->38) -> Conv1d(38->1) -> Linear(cross_attention_dim
+        ->time_embed_dim)`` on the ``[B, 77, cross_attention_dim]`` condition).
+    encoder_cls_token
+        ``True``: the encoder's cls token takes part in attention (as in stage 1); ``False``: attention over
+        the patch tokens only (the authors' released encoder).
+    encoder_module
+        An existing encoder (e.g. stage 1's) to use instead of a fresh one; it must match ``encoder_config``.
     """
 
     # The ConditionConfig and the encoder module are not JSON; __init__ records their flat form instead.
@@ -109,6 +154,9 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
         clip_dim: int = 768,
         n_condition_tokens: int = 77,
         time_embed_dim: int | None = None,
+        token_mapper_hidden: int | None = None,
+        time_mapper_input: str = "tokens",
+        encoder_cls_token: bool = True,
         encoder_module: EEGEncoder | None = None,
     ) -> None:
         super().__init__()
@@ -116,6 +164,8 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
             condition_config = ConditionConfig(
                 MAEConfig(**encoder_config) if encoder_config is not None else MAEConfig(),
                 cross_attention_dim, clip_dim, n_condition_tokens, time_embed_dim,
+                token_mapper_hidden=token_mapper_hidden, time_mapper_input=time_mapper_input,
+                encoder_cls_token=encoder_cls_token,
             )
         elif not isinstance(condition_config, ConditionConfig):
             raise TypeError(f"condition_config must be a ConditionConfig, got {type(condition_config).__name__}")
@@ -134,11 +184,24 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
             raise ValueError("the given encoder does not match config.encoder")
         d, n_tokens = config.encoder.embed_dim, config.encoder.n_tokens
         self.encoder = encoder_module if encoder_module is not None else EEGEncoder(config.encoder)
-        self.token_mapper = nn.Conv1d(n_tokens, config.n_condition_tokens, kernel_size=1)
+        n_cond, hidden = config.n_condition_tokens, config.token_mapper_hidden
+        if hidden is None:
+            self.token_mapper = nn.Conv1d(n_tokens, n_cond, kernel_size=1)
+        else:
+            self.token_mapper = nn.Sequential(nn.Conv1d(n_tokens, hidden, kernel_size=1), nn.Conv1d(hidden, n_cond, kernel_size=1))
         self.dim_mapper = nn.Linear(d, config.cross_attention_dim)
         self.clip_token = nn.Conv1d(n_tokens, 1, kernel_size=1)
         self.clip_proj = nn.Linear(d, config.clip_dim)
-        self.time_mapper = nn.Linear(d, config.time_embed_dim) if config.time_embed_dim else None
+        if not config.time_embed_dim:
+            self.time_mapper = None
+        elif config.time_mapper_input == "tokens":
+            self.time_mapper = nn.Linear(d, config.time_embed_dim)
+        else:  # no activation between the layers: the authors' module is affine end to end
+            self.time_mapper = nn.Sequential(
+                nn.Conv1d(n_cond, n_cond // 2, kernel_size=1),
+                nn.Conv1d(n_cond // 2, 1, kernel_size=1),
+                nn.Linear(config.cross_attention_dim, config.time_embed_dim),
+            )
         self.null_condition = nn.Parameter(torch.zeros(1, config.n_condition_tokens, config.cross_attention_dim))
         nn.init.normal_(self.null_condition, std=0.02)
 
@@ -150,10 +213,12 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
         cross_attention_dim: int,
         clip_dim: int,
         time_embed_dim: int | None = None,
+        **variants,
     ) -> EEGConditionModel:
         """Condition model around the stage-1 encoder in ``encoder_dir`` (``None``: freshly initialised,
-        the "no pre-training" ablation). An encoder of another architecture is refused."""
-        config = ConditionConfig(encoder_config, cross_attention_dim, clip_dim, time_embed_dim=time_embed_dim)
+        the "no pre-training" ablation). An encoder of another architecture is refused. ``variants``: the
+        :class:`ConditionConfig` options ``token_mapper_hidden``, ``time_mapper_input``, ``encoder_cls_token``."""
+        config = ConditionConfig(encoder_config, cross_attention_dim, clip_dim, time_embed_dim=time_embed_dim, **variants)
         encoder = load_encoder(encoder_dir, expected=encoder_config) if encoder_dir is not None else None
         return cls(config, encoder_module=encoder)
 
@@ -165,9 +230,17 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
 
     def forward(self, eeg: Tensor) -> Condition:
         """``eeg [B, C, T]`` → :class:`Condition` (tokens, hidden states ``[B, 77, cross_dim]``, time vector)."""
-        tokens = self.encoder(eeg)
+        return self.condition_from_tokens(self.encoder(eeg, with_cls=self.config["encoder_cls_token"]))
+
+    def condition_from_tokens(self, tokens: Tensor) -> Condition:
+        """Encoder tokens ``[B, L, D]`` → :class:`Condition` (the mappers only; the encoder already ran)."""
         hidden = self.dim_mapper(self.token_mapper(tokens))
-        time_vector = self.time_mapper(tokens.mean(dim=1)) if self.time_mapper is not None else None
+        if self.time_mapper is None:
+            time_vector = None
+        elif self.config["time_mapper_input"] == "tokens":
+            time_vector = self.time_mapper(tokens.mean(dim=1))
+        else:
+            time_vector = self.time_mapper(hidden)[:, 0]  # [B, 1, E] -> [B, E]
         return Condition(tokens, hidden, time_vector)
 
     def clip_embedding(self, tokens: Tensor) -> Tensor:

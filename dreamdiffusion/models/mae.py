@@ -71,12 +71,17 @@ PRESETS: dict[str, MAEConfig] = {
     "162M": MAEConfig(embed_dim=1024, depth=13, num_heads=16, **_PAPER_DECODER),
     "297M": MAEConfig(embed_dim=1024, depth=24, num_heads=16, **_PAPER_DECODER),
     "458M": MAEConfig(embed_dim=1280, depth=24, num_heads=16, **_PAPER_DECODER),
+    # The encoder of the authors' released generation checkpoint: ViT-Large width and depth, but an MLP as
+    # wide as the block (mlp_ratio 1.0), ~152M trainable parameters (not a row of Table 2).
+    "152M": MAEConfig(embed_dim=1024, depth=24, num_heads=16, mlp_ratio=1.0, **_PAPER_DECODER),
 }
 PAPER_PARAMETERS = {"18.3M": 18.3e6, "74M": 74e6, "162M": 162e6, "297M": 297e6, "458M": 458e6}
+AUTHORS_PARAMETERS = {"152M": 152e6}
 
 
 def preset(name: str) -> MAEConfig:
-    """The :class:`MAEConfig` of a named preset (``tiny``, ``18.3M``, ``74M``, ``162M``, ``297M``, ``458M``)."""
+    """The :class:`MAEConfig` of a named preset (``tiny``, ``18.3M``, ``74M``, ``162M``, ``297M``, ``458M``;
+    ``152M``: the authors' released checkpoint's encoder, mlp_ratio 1.0)."""
     try:
         return PRESETS[name]
     except KeyError:
@@ -163,10 +168,16 @@ class EEGEncoder(nn.Module):
         # contiguous: adding to the transposed view would keep the [B, D, L] memory layout downstream
         return self.patch_embed(x).transpose(1, 2).contiguous() + self.pos_embed[:, 1:]
 
-    def transform(self, tokens: Tensor) -> Tensor:
-        """Prepend cls, run the blocks and the final norm: ``[B, N, D] -> [B, 1 + N, D]``."""
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
-        x = torch.cat([cls, tokens], dim=1)
+    def transform(self, tokens: Tensor, with_cls: bool = True) -> Tensor:
+        """Prepend cls, run the blocks and the final norm: ``[B, N, D] -> [B, 1 + N, D]``.
+
+        ``with_cls=False``: the blocks see the patch tokens only, ``[B, N, D] -> [B, N, D]`` (the authors'
+        stage-2 ``eeg_encoder`` never prepends its cls token).
+        """
+        x = tokens
+        if with_cls:
+            cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
+            x = torch.cat([cls, tokens], dim=1)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
@@ -174,10 +185,15 @@ class EEGEncoder(nn.Module):
                 x = block(x)
         return self.norm(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """All patch tokens after the final norm, for stage 2: ``x [B, C, T] -> [B, L, D]``."""
+    def forward(self, x: Tensor, with_cls: bool = True) -> Tensor:
+        """All patch tokens after the final norm, for stage 2: ``x [B, C, T] -> [B, L, D]``.
+
+        ``with_cls``: the cls token takes part in attention and is dropped after the norm (stage 1's view);
+        ``False``: attention over the patch tokens only (the authors' released encoder).
+        """
         check_eeg(x, self.config.n_chans, self.config.n_times)
-        return self.transform(self.tokens(x))[:, 1:]
+        out = self.transform(self.tokens(x), with_cls=with_cls)
+        return out[:, 1:] if with_cls else out
 
 
 class MaskedEEGAutoencoder(nn.Module):
@@ -313,6 +329,7 @@ __all__ = [
     "MAEConfig",
     "PRESETS",
     "PAPER_PARAMETERS",
+    "AUTHORS_PARAMETERS",
     "preset",
     "EEGEncoder",
     "MaskedEEGAutoencoder",

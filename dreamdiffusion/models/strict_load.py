@@ -9,10 +9,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
-def load_strict(module: nn.Module, state: dict[str, Tensor], source: str, fix: str = "") -> nn.Module:
+def load_strict(module: nn.Module, state: dict[str, Tensor], source: str, fix: str = "", assign: bool = False) -> nn.Module:
     """``module.load_state_dict(state, strict=True)``, refusing a mismatch with the first offending keys.
 
-    ``source`` names where ``state`` came from (a file); ``fix`` is appended to the message.
+    ``source`` names where ``state`` came from (a file); ``fix`` is appended to the message. ``assign``: the
+    module takes ``state``'s tensors instead of copying them (for a module built on the meta device).
     """
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
@@ -22,5 +23,5 @@ def load_strict(module: nn.Module, state: dict[str, Tensor], source: str, fix: s
             f"{source} does not fit {type(module).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}, "
             f"wrong shape {wrong[:5]}" + (f"; {fix}" if fix else "")
         )
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True, assign=assign)
     return module

@@ -93,8 +93,8 @@ class EEGSDFinetuneModule(L.LightningModule):
         Stage-1 folder with ``encoder.safetensors`` + ``encoder.json``; ``None`` starts the encoder from
         random weights (the "no pre-training" ablation).
     encoder_preset
-        The encoder architecture expected in ``encoder_dir`` (``tiny``, ``18.3M`` … ``458M``); another
-        one is refused.
+        The encoder architecture expected in ``encoder_dir`` (``tiny``, ``18.3M`` … ``458M``, or ``152M``:
+        the authors' released encoder); another one is refused.
     train_encoder, train_cross_attention
         The E and A sets (see the module docstring).
     sd_loss_weight, clip_loss_weight
@@ -105,8 +105,14 @@ class EEGSDFinetuneModule(L.LightningModule):
         Probability of replacing an item's condition with the learned null condition (trains it for
         classifier-free guidance; off in the paper).
     time_condition
-        The authors' code's pooled-EEG vector added to the timestep embedding (UNet loaded with
-        ``class_embed_type="identity"``). Off by default (not in the paper).
+        A vector added to the timestep embedding (UNet loaded with ``class_embed_type="identity"``); off by
+        default (not in the paper). ``true`` or ``"tokens"``: ``Linear`` on the pooled encoder tokens;
+        ``"condition"``: the authors' module ``Conv1d(77->38) -> Conv1d(38->1) -> Linear(768->1280)`` on the
+        ``[B, 77, 768]`` condition (their released checkpoint).
+    token_mapper_hidden, encoder_cls_token
+        The authors' released architecture (see :class:`~dreamdiffusion.models.condition.EEGConditionModel`):
+        a two-layer token mapper of this width (their 64; ``null``: the paper's one layer), and ``false``
+        for an encoder that attends over the patch tokens only.
     gradient_checkpointing
         Recompute UNet and encoder blocks in the backward pass (less activation memory, ~30% slower).
     use_cached_latents, use_cached_clip_embeds
@@ -135,7 +141,9 @@ class EEGSDFinetuneModule(L.LightningModule):
         weight_decay: float = 0.01,
         betas: tuple[float, float] = (0.9, 0.999),
         condition_dropout: float = 0.0,
-        time_condition: bool = False,
+        time_condition: bool | str = False,
+        token_mapper_hidden: int | None = None,
+        encoder_cls_token: bool = True,
         gradient_checkpointing: bool = False,
         use_cached_latents: bool = False,
         use_cached_clip_embeds: bool = False,
@@ -150,6 +158,11 @@ class EEGSDFinetuneModule(L.LightningModule):
         self._check_arguments(
             sd_loss_weight, clip_loss_weight, condition_dropout, train_encoder, train_cross_attention
         )
+        if time_condition not in (False, True, "tokens", "condition"):
+            raise ValueError(
+                f"model.time_condition={time_condition!r}; choose false, true (= tokens: the pooled encoder tokens) "
+                "or condition (the authors' module on the 77-token condition)"
+            )
         from dreamdiffusion.generation import unet_calls
 
         unet_calls(val_sampler, val_num_inference_steps)  # an unknown sampler fails now, not at the first grid
@@ -180,6 +193,9 @@ class EEGSDFinetuneModule(L.LightningModule):
             cross_attention_dim=int(self.unet.config.cross_attention_dim),
             clip_dim=clip_dim,
             time_embed_dim=int(self.unet.time_embedding.linear_2.out_features) if time_condition else None,
+            token_mapper_hidden=token_mapper_hidden,
+            time_mapper_input="tokens" if time_condition in (True, False) else time_condition,
+            encoder_cls_token=encoder_cls_token,
         )
         self.trainable_names = self._select_trainable()
         if gradient_checkpointing:
@@ -253,11 +269,8 @@ class EEGSDFinetuneModule(L.LightningModule):
         if self.hparams.train_encoder:
             return self.condition_model(eeg)
         with torch.no_grad():
-            tokens = self.condition_model.encoder(eeg)
-        model = self.condition_model
-        hidden = model.dim_mapper(model.token_mapper(tokens))
-        time_vector = model.time_mapper(tokens.mean(dim=1)) if model.time_mapper is not None else None
-        return Condition(tokens, hidden, time_vector)
+            tokens = self.condition_model.encoder(eeg, with_cls=self.hparams.encoder_cls_token)
+        return self.condition_model.condition_from_tokens(tokens)
 
     @torch.no_grad()
     def image_latents(self, batch: dict, generator: torch.Generator | None = None) -> Tensor:

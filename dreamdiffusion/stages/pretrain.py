@@ -43,7 +43,8 @@ class MSMPretrainModule(L.LightningModule):
     ----------
     preset
         Encoder size (:data:`dreamdiffusion.models.mae.PRESETS`): ``tiny``, ``18.3M``, ``74M``,
-        ``162M``, ``297M`` (the paper's full model), ``458M``.
+        ``162M``, ``297M`` (the paper's full model), ``458M``; ``152M`` is the authors' released encoder
+        (mlp_ratio 1.0).
     mask_ratio
         Share of tokens removed per window (paper: 0.75; Table 2 sweeps 0.25/0.5/0.75/0.85).
     normalize_target

@@ -135,3 +135,46 @@ def test_incomplete_pipeline_folder_names_the_part(pipeline_dir, tmp_path, part)
     shutil.rmtree(broken / part)
     with pytest.raises(FileNotFoundError, match=f"incomplete: missing {part} "):
         DreamDiffusionPipeline.from_pretrained(broken)
+
+
+def test_authors_variants_are_config_keys_that_survive_save_and_load(tmp_path):
+    model = tiny_condition(time_embed_dim=128, token_mapper_hidden=64, time_mapper_input="condition", encoder_cls_token=False)
+    assert [m.out_channels for m in model.token_mapper] == [64, 77]
+    assert [type(m).__name__ for m in model.time_mapper] == ["Conv1d", "Conv1d", "Linear"]
+    model.save_pretrained(tmp_path / "c")
+    loaded = EEGConditionModel.from_pretrained(tmp_path / "c")
+    assert loaded.condition_config == model.condition_config
+    eeg = torch.randn(2, 128, 512)
+    with torch.no_grad():
+        out, again = model(eeg), loaded(eeg)
+    torch.testing.assert_close(out.time_vector, again.time_vector)
+    assert out.time_vector.shape == (2, 128)
+
+
+def test_encoder_cls_token_option_changes_attention_not_shapes():
+    with_cls, without = tiny_condition(), tiny_condition(encoder_cls_token=False)
+    eeg = torch.randn(2, 128, 512)
+    with torch.no_grad():
+        a, b = with_cls(eeg).tokens, without(eeg).tokens
+    assert a.shape == b.shape == (2, 128, 64)
+    assert not torch.allclose(a, b, atol=1e-4)  # same weights (seed 0): the cls token takes part in attention
+
+
+def test_unknown_time_mapper_input_is_named():
+    with pytest.raises(ValueError, match="time_mapper_input='pooled'; choose one of tokens, condition"):
+        tiny_condition(time_embed_dim=8, time_mapper_input="pooled")
+
+
+def test_a_condition_folder_saved_before_the_variant_keys_loads_with_the_paper_defaults(tmp_path):
+    model = tiny_condition()
+    model.save_pretrained(tmp_path / "c")
+    config_path = tmp_path / "c" / "config.json"
+    config = json.loads(config_path.read_text())
+    for key in ("token_mapper_hidden", "time_mapper_input", "encoder_cls_token"):
+        del config[key]
+    config_path.write_text(json.dumps(config))
+    loaded = EEGConditionModel.from_pretrained(tmp_path / "c")
+    assert loaded.condition_config == model.condition_config
+    eeg = torch.randn(1, 128, 512)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(eeg).hidden_states, model(eeg).hidden_states)

@@ -304,3 +304,15 @@ def test_gradient_checkpointing_gives_the_same_gradients(weights):
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4), name
+
+
+def test_authors_time_condition_and_mapper_are_stage_2_options(weights):
+    module = make(weights, time_condition="condition", token_mapper_hidden=64, encoder_cls_token=False)
+    config = module.condition_model.condition_config
+    assert (config.time_mapper_input, config.token_mapper_hidden, config.encoder_cls_token) == ("condition", 64, False)
+    assert module.unet.config.class_embed_type == "identity"
+    assert any(n.startswith("condition_model.time_mapper.0.") for n in module.trainable_names)
+    condition = module.encode_eeg(torch.randn(2, 128, 512))
+    assert condition.time_vector.shape == (2, module.unet.time_embedding.linear_2.out_features)
+    with pytest.raises(ValueError, match="model.time_condition='pooled'; choose false, true"):
+        make(weights, time_condition="pooled")

@@ -136,3 +136,12 @@ def test_loss_falls_on_a_learnable_signal():
     with torch.no_grad():
         after = model(val)[0].item()
     assert after < 0.6 * before, (before, after)
+
+
+def test_authors_152M_preset_has_their_parameter_count():
+    from dreamdiffusion.models.mae import AUTHORS_PARAMETERS
+
+    with torch.device("meta"):
+        encoder = EEGEncoder(PRESETS["152M"])
+    assert PRESETS["152M"].mlp_ratio == 1.0
+    assert abs(count_parameters(encoder) - AUTHORS_PARAMETERS["152M"]) / AUTHORS_PARAMETERS["152M"] < 0.02

@@ -33,3 +33,15 @@ def test_reproduce_reads_local_weights_when_asked(repo):
     assert "--model.init_args.sd_model=/models/stable-diffusion-v1-5" in local
     assert "--model.init_args.classifier.weights_path=/models/eval/vit_h_14_swag-80465313.pth" in local
     assert "sd_model" not in dry_run(repo, "reproduce")
+
+
+def test_eval_authors_imports_then_scores_plms250_and_ddim50(repo):
+    commands = dry_run(repo, "eval-authors", "CKPT=/dl/checkpoint.pth", "SD_CONFIG=/dl/config15.yaml", "WEIGHTS=/models")
+    assert "weights import-authors --checkpoint /dl/checkpoint.pth --out runs/authors/pipeline" in commands
+    assert "--sd-config /dl/config15.yaml" in commands
+    tests = [line for line in commands.splitlines() if "test -c configs/eval_authors.yaml" in line]
+    assert len(tests) == 2 and (repo / "configs/eval_authors.yaml").is_file()
+    assert "--model.init_args.sampler=ddim --model.init_args.num_inference_steps=50" in commands
+    assert "--model.init_args.inception.weights_path=/models/eval/" in commands
+    failed = subprocess.run(["make", "-n", "eval-authors"], cwd=repo, capture_output=True, text=True)
+    assert failed.returncode != 0 and "give CKPT=" in failed.stderr
