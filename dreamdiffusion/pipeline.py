@@ -19,8 +19,10 @@ Folders of the first format (``condition/`` with ``condition.json``) load throug
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,6 +61,21 @@ class DreamDiffusionPipelineOutput(BaseOutput):
     PIL images, a ``[N, H, W, 3]`` array in [0, 1], a ``[N, 3, H, W]`` tensor in [0, 1] or latents."""
 
     images: list[PIL.Image.Image] | np.ndarray | Tensor
+
+
+@contextlib.contextmanager
+def _quiet_loading_bar():
+    """diffusers' "Loading pipeline components" bar only where someone watches a terminal (not in logs or pipes)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    was_on = diffusers_logging.is_progress_bar_enabled()
+    if was_on and not sys.stderr.isatty():
+        diffusers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            diffusers_logging.enable_progress_bar()
 
 
 class DreamDiffusionPipeline(DiffusionPipeline):
@@ -209,7 +226,7 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         kwargs.setdefault("low_cpu_mem_usage", is_accelerate_available())
         for key in ("cache_dir", "revision", "force_download", "proxies"):
             kwargs.pop(key, None)
-        with verified(folder):
+        with verified(folder), _quiet_loading_bar():
             pipe = super().from_pretrained(str(folder), **kwargs)
         pipe.register_to_config(_name_or_path=path)
         return pipe.eval()

@@ -22,6 +22,7 @@ unless ``--scheduler NAME`` names another diffusers scheduler (built on the same
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from pathlib import Path
 

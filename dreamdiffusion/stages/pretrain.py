@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from dreamdiffusion.models.encoder_file import save_encoder
-from dreamdiffusion.models.mae import MaskedEEGAutoencoder, preset
+from dreamdiffusion.models.mae import MaskedEEGAutoencoder
+from dreamdiffusion.models.mae import preset as encoder_preset
 
 
 def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -76,7 +77,7 @@ class MSMPretrainModule(L.LightningModule):
         if not 0.0 <= mask_ratio < 1.0:
             raise ValueError(f"model.mask_ratio={mask_ratio} must lie in [0, 1)")
         self.save_hyperparameters()
-        self.model = MaskedEEGAutoencoder(globals()["preset"](preset), normalize_target=normalize_target)
+        self.model = MaskedEEGAutoencoder(encoder_preset(preset), normalize_target=normalize_target)
         self.model.encoder.gradient_checkpointing = gradient_checkpointing
         self._plot_batch: Tensor | None = None
 
