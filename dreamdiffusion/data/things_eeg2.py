@@ -29,7 +29,8 @@ An item (same fields as :mod:`dreamdiffusion.data.imagenet_eeg`, so stages 2 and
     image        float32 [3, S, S] in [-1, 1]       clip_pixels float32 [3, s, s] (the CLIP processor)
     label        int64   concept id: training concepts 0..K-1 in metadata order, test concepts K..K+199
     subject      int64   1..10
-    index        int64   (subject * 100_000 + condition) * 100 + repetition (repetition 99: the average)
+    index        int64   (subject * 17_000 + condition) * 81 + repetition (repetition 80: the average); below
+                         2**24 for every trial of the release, so it survives stage 3's float32 tables
     image_name   str     "<concept>/<file>"
 
 ``train_repetitions`` / ``test_repetitions``: ``single`` (one item per repetition) or ``average`` (one item per
@@ -65,8 +66,8 @@ METADATA_KEYS = ("train_img_concepts", "train_img_files", "test_img_concepts", "
 EEG_FILES = {"training": "preprocessed_eeg_training.npy", "test": "preprocessed_eeg_test.npy"}
 IMAGE_DIRS = {"training": "training_images", "test": "test_images"}
 REPETITION_MODES = ("single", "average")
-AVERAGE = 99  # the repetition number of an averaged item in its index
-SUBJECT_STRIDE, CONDITION_STRIDE = 100_000, 100
+AVERAGE = 80  # the repetition number of an averaged item in its index (the release has at most 80 repetitions)
+SUBJECT_STRIDE, CONDITION_STRIDE = 17_000, 81  # conditions per subject (16540 in the release), repetitions + average
 OFFICIAL_WHITENING_NOTE = (
     "EEG from the official preprocessed THINGS-EEG2 files: their whitening (multivariate noise normalisation) used "
     "statistics that include the test EEG; preprocess from the raw files (preprocessing_from_raw, see "
@@ -369,6 +370,11 @@ class ThingsEEG2DataModule(L.LightningDataModule):
         readers = {}
         for subject in subjects:
             file = load_eeg_file(eeg_path(self.hparams.root, self.hparams.eeg_dir, subject, part))
+            if file.data.shape[1] > AVERAGE or file.data.shape[0] > SUBJECT_STRIDE:
+                raise ValueError(
+                    f"{file.path} holds {file.data.shape[1]} repetitions of {file.data.shape[0]} conditions; the release has "
+                    f"at most {AVERAGE} and {SUBJECT_STRIDE} (trial indices are built on those bounds)"
+                )
             if file.data.shape[0] != conditions:
                 raise ValueError(
                     f"{file.path} holds {file.data.shape[0]} conditions but image_metadata.npy lists {conditions} {part} "
