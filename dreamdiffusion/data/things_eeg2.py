@@ -73,6 +73,7 @@ OFFICIAL_WHITENING_NOTE = (
     "statistics that include the test EEG; preprocess from the raw files (preprocessing_from_raw, see "
     "docs/data-things-eeg2.md) to remove that leak"
 )
+SYNTHETIC_NOTE = "EEG from the synthetic twin of THINGS-EEG2 (synthetic.json in root): no whitening, no real recording"
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -391,9 +392,14 @@ class ThingsEEG2DataModule(L.LightningDataModule):
         return rows
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
+        """Train and val for ``fit``/``validate``, test for ``test``/``predict``, all for ``None``: fitting never
+        opens a test EEG file."""
         hp = self.hparams
+        wanted = {"fit": ("train", "val"), "validate": ("train", "val"), "test": ("test",), "predict": ("test",)}.get(
+            stage, ("train", "val", "test"))
+        wanted = [s for s in wanted if s not in self.datasets]
+        if not wanted:
+            return
         root = Path(hp.root)
         metadata = load_metadata(root / "image_metadata.npy")
         names, ids = concept_ids(metadata)
@@ -403,9 +409,11 @@ class ThingsEEG2DataModule(L.LightningDataModule):
             "val": [i for i, c in enumerate(metadata.concepts["training"]) if c in held_out],
             "test": list(range(len(metadata.concepts["test"]))),
         }
+        parts = {"train": "training", "val": "training", "test": "test"}
+        split_subjects = {"training": self.subjects, "test": self.test_subjects}
         readers = {
-            "training": self._readers("training", self.subjects, len(metadata.files["training"])),
-            "test": self._readers("test", self.test_subjects, len(metadata.files["test"])),
+            part: self._readers(part, split_subjects[part], len(metadata.files[part]))
+            for part in sorted({parts[s] for s in wanted})
         }
         processor = None
         if not hp.eeg_only:
@@ -413,20 +421,19 @@ class ThingsEEG2DataModule(L.LightningDataModule):
 
             from dreamdiffusion.models.backbones import _check_local
 
-            self._check_images(root, metadata)
+            self._check_images(root, metadata, sorted(readers))
             _check_local(hp.clip_model, ["preprocessor_config.json"], "CLIP")
             processor = CLIPImageProcessor.from_pretrained(hp.clip_model, local_files_only=hp.local_files_only)
-        for split, part, mode in (
-            ("train", "training", hp.train_repetitions), ("val", "training", hp.train_repetitions),
-            ("test", "test", hp.test_repetitions),
-        ):
+        for split in wanted:
+            part = parts[split]
+            mode = hp.test_repetitions if split == "test" else hp.train_repetitions
             self.datasets[split] = ThingsEEG2Dataset(
                 readers[part], self._rows(readers[part], split_conditions[split], mode), part, metadata, root,
                 [ids[c] for c in metadata.concepts[part]], hp.image_size, processor,
                 augment_p=hp.augment_p if split == "train" else 0.0, crop_fraction=hp.crop_fraction, eeg_only=hp.eeg_only,
             )
         self.labels = names
-        first = next(iter(readers["training"].values())).file
+        first = next(iter(next(iter(readers.values())).values())).file
         self.protocol = {
             "name": "leak-free",
             "dataset": "THINGS-EEG2",
@@ -441,14 +448,14 @@ class ThingsEEG2DataModule(L.LightningDataModule):
             "notes": [
                 f"leak-free protocol: validation = {len(held_out)} whole held-out training concepts; test = "
                 f"{len(split_conditions['test'])} unseen concepts, scored once",
-                OFFICIAL_WHITENING_NOTE,
+                SYNTHETIC_NOTE if (root / "synthetic.json").is_file() else OFFICIAL_WHITENING_NOTE,
             ],
         }
         log.info("THINGS-EEG2: %s", self.protocol["items"])
 
-    def _check_images(self, root: Path, metadata: Metadata) -> None:
+    def _check_images(self, root: Path, metadata: Metadata, parts: list[str]) -> None:
         missing = [
-            metadata.image_path(root, part, i) for part in ("training", "test") for i in range(len(metadata.files[part]))
+            metadata.image_path(root, part, i) for part in parts for i in range(len(metadata.files[part]))
             if not metadata.image_path(root, part, i).is_file()
         ]
         if missing:

@@ -174,13 +174,10 @@ class CLIPImageFeatures(nn.Module):
 
 def load_clip_features(source: str, local_files_only: bool = False) -> CLIPImageFeatures:
     """CLIP's image tower at ``source`` (folder or hub id) as a feature network, with its processor's settings."""
-    from transformers import CLIPImageProcessor
-
     from dreamdiffusion.models.backbones import load_clip
 
-    model, _ = load_clip(source, local_files_only=local_files_only)
-    processor = CLIPImageProcessor.from_pretrained(source, local_files_only=local_files_only)
-    size = processor.crop_size["height"] if isinstance(processor.crop_size, dict) else int(processor.crop_size)
+    model, processor = load_clip(source, local_files_only=local_files_only)
+    size = int(processor.crop_size["height"])
     net = CLIPImageFeatures(model, size, list(processor.image_mean), list(processor.image_std))
     net.provenance = getattr(model, "provenance", "published")
     return net

@@ -29,7 +29,7 @@ def module(twin, **kwargs):
                    batch_size=4, num_workers=0)
     options.update(kwargs)
     dm = ThingsEEG2DataModule(str(data), **options)
-    dm.setup("fit")
+    dm.setup()
     return dm
 
 
@@ -145,7 +145,7 @@ def test_splits_are_leak_free_whole_concepts(twin):
         pictures = [i for i, c in enumerate(meta.concepts["training"]) if c == held_out]
         assert {(c, r) for _, c, r in dm.datasets["val"].rows if c in pictures} == {(c, r) for c in pictures for r in range(4)}
     assert len(dm.datasets["test"]) == 3  # averaged: one item per test picture
-    assert dm.protocol["name"] == "leak-free" and any("test EEG" in n for n in dm.protocol_notes)
+    assert dm.protocol["name"] == "leak-free" and any("synthetic twin" in n for n in dm.protocol_notes)
     assert module(twin, split_seed=0).protocol["val_concepts"] == dm.protocol["val_concepts"]
 
 
@@ -162,6 +162,23 @@ def test_eeg_only_batches_for_stage_1(twin):
     dm = module(twin, eeg_only=True, clip_model="not-needed")
     batch = next(iter(dm.train_dataloader()))
     assert isinstance(batch, torch.Tensor) and batch.shape == (4, 128, 512)
+
+
+def test_fitting_never_opens_the_test_eeg(twin, tmp_path):
+    import shutil
+
+    data, clip = twin
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    (copy / "preprocessed_data" / "sub-08" / "preprocessed_eeg_test.npy").unlink()
+    (copy / "synthetic.json").unlink()  # from here on it looks like the release
+    dm = ThingsEEG2DataModule(str(copy), subjects=[8], val_concepts=2, image_size=32, clip_model=str(clip),
+                              local_files_only=True, num_workers=0)
+    dm.setup("fit")
+    assert set(dm.datasets) == {"train", "val"}
+    assert any("used statistics that include the test EEG" in n for n in dm.protocol_notes)
+    with pytest.raises(FileNotFoundError, match=r"sub-08/preprocessed_eeg_test\.npy"):
+        dm.setup("test")
 
 
 def test_bad_inputs_are_named(twin, tmp_path):
