@@ -11,6 +11,8 @@
   ``DIR/clip-vit-large-patch14``.
 * ``dreamdiffusion weights fetch-eval --out DIR``: the stage-3 networks' published files (ViT-H/14 SWAG,
   torch-fidelity's FID Inception-v3, AlexNet for LPIPS), hash-checked, for ``weights_path`` in the eval config.
+* ``dreamdiffusion weights fetch-suite --out DIR``: the reconstruction suite's files (AlexNet, Inception-v3,
+  EfficientNet-B1 from torchvision, SwAV's ResNet-50) for ``configs/things/eval.yaml``.
 """
 
 from __future__ import annotations
@@ -85,6 +87,18 @@ def fetch_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def fetch_suite(args: argparse.Namespace) -> int:
+    from dreamdiffusion.models.feature_nets import fetch_suite_weights
+
+    try:
+        paths = fetch_suite_weights(args.out)
+    except Exception as e:  # noqa: BLE001 - network errors of many kinds; say what to do
+        print(f"could not fetch the reconstruction-suite weights ({type(e).__name__}: {e}); this needs internet", file=sys.stderr)
+        return 1
+    print("done: " + ", ".join(f"{key}: {path}" for key, path in paths.items()) + " (`make reproduce-things WEIGHTS=...` reads them)")
+    return 0
+
+
 def _warmup_classes(text: str) -> int:
     """0 (no warm-up) or a class count of at least 2 (a contrastive loss needs two classes)."""
     value = int(text)
@@ -115,3 +129,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     e = sub.add_parser("fetch-eval", help="download the stage-3 networks (ViT-H/14 SWAG, FID Inception, AlexNet) to --out")
     e.add_argument("--out", default="weights/eval", help="folder that receives the three weights files")
     e.set_defaults(func=fetch_eval)
+    s = sub.add_parser("fetch-suite", help="download the THINGS reconstruction suite's networks (AlexNet, Inception-v3, EfficientNet-B1, SwAV) to --out")
+    s.add_argument("--out", default="weights/eval", help="folder that receives the four weights files")
+    s.set_defaults(func=fetch_suite)

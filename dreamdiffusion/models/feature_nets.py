@@ -24,7 +24,9 @@ does not hold them). Tests save small random networks and load them through the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -181,3 +183,29 @@ def load_clip_features(source: str, local_files_only: bool = False) -> CLIPImage
     net = CLIPImageFeatures(model, size, list(processor.image_mean), list(processor.image_std))
     net.provenance = getattr(model, "provenance", "published")
     return net
+
+
+# The published files of the suite's networks, by the eval config key that takes their local path.
+SUITE_WEIGHTS = {
+    "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",  # alexnet_2 and alexnet_5
+    "inception_v3": "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+    "efficientnet_b1": "https://download.pytorch.org/models/efficientnet_b1_rwightman-bac287d4.pth",
+    "swav": SWAV_URL,
+}
+
+
+def fetch_suite_weights(folder: str | os.PathLike) -> dict[str, Path]:
+    """Download the suite's files into ``folder`` (on a machine with internet); a file whose name carries a
+    SHA-256 prefix (torchvision's) is checked against it. Returns their paths by :data:`SUITE_WEIGHTS` key."""
+    import re
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for key, url in SUITE_WEIGHTS.items():
+        target = folder / url.rsplit("/", 1)[-1]
+        if not target.is_file():
+            prefix = re.search(r"-([a-f0-9]{8,})\.", target.name)
+            torch.hub.download_url_to_file(url, str(target), hash_prefix=prefix.group(1) if prefix else None, progress=True)
+        paths[key] = target
+    return paths

@@ -63,8 +63,8 @@ class ThingsEvalModule(EvalModule):
         builder, layer, weights (torchvision name, URL or local ``weights_path``), input side. ``null`` skips one.
     suite_image_size
         Side in pixels both image sets are resized to before the suite (256).
-    top_k
-        Top-k of the zero-shot retrieval (1 and 5).
+    retrieval_top_k
+        The k of the zero-shot top-k retrievals (1 and 5); ``top_k`` stays the n-way classification's k.
     k_way, k_way_trials
         The seeded k-way retrievals and the draws per trial.
     """
@@ -77,7 +77,7 @@ class ThingsEvalModule(EvalModule):
         efficientnet_b1: FeatureNetConfig | None = efficientnet_b1(),
         swav: FeatureNetConfig | None = swav(),
         suite_image_size: int = 256,
-        top_k: list[int] | None = None,
+        retrieval_top_k: list[int] | None = None,
         k_way: list[int] | None = None,
         k_way_trials: int = 100,
         **kwargs,
@@ -86,7 +86,7 @@ class ThingsEvalModule(EvalModule):
         self.network_configs = {"alexnet_2": alexnet_2, "alexnet_5": alexnet_5, "inception": inception_v3,
                                 "efficientnet": efficientnet_b1, "swav": swav}
         self.suite_image_size = suite_image_size
-        self.retrieval_top_k = [1, 5] if top_k is None else list(top_k)
+        self.retrieval_top_k = [1, 5] if retrieval_top_k is None else list(retrieval_top_k)
         self.k_way = [2, 4, 10, 50, 100] if k_way is None else list(k_way)
         self.k_way_trials = k_way_trials
         self._generated: Tensor | None = None

@@ -61,3 +61,14 @@ def test_things_eval_writes_retrieval_and_the_reconstruction_suite(cli, repo, ru
     table = (run_dir / "eval" / "metrics.md").read_text()
     assert "| ATM, sub-08 (Li et al., 2024) | 0.160 | 0.345 | 0.776 | 0.866 | 0.734 | 0.786 | – | 0.582 |" in table
     assert "| UBP (Wu et al., 2025) | 50.9% | 79.7% |" in table and "not meaningful" in table
+
+
+@pytest.mark.parametrize("stage, config", [("fit", "pretrain"), ("fit", "finetune"), ("test", "eval")])
+def test_paper_scale_configs_parse_with_the_cross_subject_overlay(cli, repo, capsys, stage, config):
+    with pytest.raises(SystemExit) as done:
+        cli(stage, "-c", str(repo / f"configs/things/{config}.yaml"), "-c", str(repo / "configs/things/cross_subject.yaml"),
+            "--run_dir=/tmp/things-run", "--print_config")
+    assert done.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "ThingsEEG2DataModule" in printed and "test_subjects:\n    - 8" in printed
+    assert "default_root_dir: /tmp/things-run/" in printed

@@ -33,3 +33,13 @@ def test_reproduce_reads_local_weights_when_asked(repo):
     assert "--model.init_args.sd_model=/models/stable-diffusion-v1-5" in local
     assert "--model.init_args.classifier.weights_path=/models/eval/vit_h_14_swag-80465313.pth" in local
     assert "sd_model" not in dry_run(repo, "reproduce")
+
+
+def test_reproduce_things_names_configs_that_exist_and_reads_local_suite_weights(repo):
+    commands = dry_run(repo, "reproduce-things", "WEIGHTS=/models", "THINGS_OVERLAY=-c configs/things/cross_subject.yaml")
+    named = set(re.findall(r"configs/[\w/.-]+\.yaml", commands))
+    assert {"configs/things/pretrain.yaml", "configs/things/finetune.yaml", "configs/things/eval.yaml",
+            "configs/things/cross_subject.yaml"} <= named and all((repo / p).is_file() for p in named)
+    assert "--model.init_args.swav.weights_path=/models/eval/swav_800ep_pretrain.pth.tar" in commands
+    assert "--data.init_args.sd_model" not in commands  # the THINGS data module has no VAE cache
+    assert "dreamdiffusion data check-things-eeg2 --root data/things_eeg2" in dry_run(repo, "data-check-things")
