@@ -74,13 +74,20 @@ def fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download(fetcher, folder: str, what: str) -> dict | None:
+    """``fetcher(folder)``'s paths, or ``None`` after printing why the download failed."""
+    try:
+        return fetcher(folder)
+    except Exception as e:  # noqa: BLE001 - network errors of many kinds; say what to do
+        print(f"could not fetch the {what} ({type(e).__name__}: {e}); this needs internet", file=sys.stderr)
+        return None
+
+
 def fetch_eval(args: argparse.Namespace) -> int:
     from dreamdiffusion.models.eval_models import fetch_eval_weights
 
-    try:
-        paths = fetch_eval_weights(args.out)
-    except Exception as e:  # noqa: BLE001 - network errors of many kinds; say what to do
-        print(f"could not fetch the evaluation weights ({type(e).__name__}: {e}); this needs internet", file=sys.stderr)
+    paths = _download(fetch_eval_weights, args.out, "evaluation weights")
+    if paths is None:
         return 1
     overrides = " ".join(f"--model.init_args.{key}.weights_path={path}" for key, path in paths.items())
     print(f"done; evaluate offline with: dreamdiffusion test -c configs/eval.yaml {overrides}")
@@ -90,10 +97,8 @@ def fetch_eval(args: argparse.Namespace) -> int:
 def fetch_suite(args: argparse.Namespace) -> int:
     from dreamdiffusion.models.feature_nets import fetch_suite_weights
 
-    try:
-        paths = fetch_suite_weights(args.out)
-    except Exception as e:  # noqa: BLE001 - network errors of many kinds; say what to do
-        print(f"could not fetch the reconstruction-suite weights ({type(e).__name__}: {e}); this needs internet", file=sys.stderr)
+    paths = _download(fetch_suite_weights, args.out, "reconstruction-suite weights")
+    if paths is None:
         return 1
     print("done: " + ", ".join(f"{key}: {path}" for key, path in paths.items()) + " (`make reproduce-things WEIGHTS=...` reads them)")
     return 0

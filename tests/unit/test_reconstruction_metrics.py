@@ -144,3 +144,19 @@ def test_feature_net_errors_name_the_fix():
         load_feature_net(FeatureNetConfig("alexnet9", "x", weights=None, weights_path="x"))
     with pytest.raises(ValueError, match="layer 'nope' is not a node"):
         load_feature_net(FeatureNetConfig("alexnet", "nope", weights=None, weights_path="x"))
+
+
+def test_fetch_suite_checks_torchvision_hashes_and_fetches_once(cli, capsys, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):  # no network in tests
+        calls.append((url.rsplit("/", 1)[-1], hash_prefix))
+        with open(dst, "wb") as f:
+            f.write(b"weights")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    assert cli("weights", "fetch-suite", "--out", str(tmp_path)) == 0
+    assert ("efficientnet_b1_rwightman-bac287d4.pth", "bac287d4") in calls
+    assert ("swav_800ep_pretrain.pth.tar", None) in calls and len(calls) == 4  # SwAV's file name carries no hash
+    assert str(tmp_path / "swav_800ep_pretrain.pth.tar") in capsys.readouterr().out
+    assert cli("weights", "fetch-suite", "--out", str(tmp_path)) == 0 and len(calls) == 4
