@@ -174,15 +174,10 @@ class CLIPImageFeatures(nn.Module):
         return self.model(pixel_values=pixels).image_embeds.float()
 
 
-def load_clip_features(source: str, local_files_only: bool = False) -> CLIPImageFeatures:
-    """CLIP's image tower at ``source`` (folder or hub id) as a feature network, with its processor's settings."""
-    from dreamdiffusion.models.backbones import load_clip
-
-    model, processor = load_clip(source, local_files_only=local_files_only)
-    size = int(processor.crop_size["height"])
-    net = CLIPImageFeatures(model, size, list(processor.image_mean), list(processor.image_std))
-    net.provenance = getattr(model, "provenance", "published")
-    return net
+def clip_features(model: nn.Module, processor) -> CLIPImageFeatures:
+    """A loaded CLIP image tower (``CLIPVisionModelWithProjection``) as a feature network, with its processor's
+    crop size and mean/std (the model is shared, not copied: stage 3's retrieval uses the same one)."""
+    return CLIPImageFeatures(model, int(processor.crop_size["height"]), list(processor.image_mean), list(processor.image_std))
 
 
 # The published files of the suite's networks, by the eval config key that takes their local path.

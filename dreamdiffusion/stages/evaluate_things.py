@@ -29,7 +29,7 @@ from dreamdiffusion.models.feature_nets import (
     alexnet_5,
     efficientnet_b1,
     inception_v3,
-    load_clip_features,
+    clip_features,
     load_feature_net,
     swav,
 )
@@ -104,10 +104,12 @@ class ThingsEvalModule(EvalModule):
             self.suite_provenance[name] = network.provenance
             metric = CorrelationDistance if name in ("efficientnet", "swav") else TwoWayIdentification
             suite[name] = metric(network)
-        if self.clip_model_source is not None:
-            clip = load_clip_features(self.clip_model_source, self.local_files_only)
+        if self.clip is not None:  # the CLIP tower EvalModule loaded for retrieval
+            from transformers import CLIPImageProcessor
+
+            processor = CLIPImageProcessor.from_pretrained(self.clip_model_source, local_files_only=self.local_files_only)
             self.suite_provenance["clip"] = f"clip_model {self.clip_model_source}"
-            suite["clip"] = TwoWayIdentification(clip)
+            suite["clip"] = TwoWayIdentification(clip_features(self.clip, processor))
         self.suite = nn.ModuleDict(suite)
 
     # ------------------------------------------------------------------------------------------ test
