@@ -197,3 +197,23 @@ def test_bad_inputs_are_named(twin, tmp_path):
     np.save(tmp_path / "image_metadata.npy", meta, allow_pickle=True)
     with pytest.raises(ValueError, match="would leak"):
         load_metadata(tmp_path / "image_metadata.npy")
+
+
+def test_the_63_channel_250_hz_variant_and_a_montage_map(tmp_path):
+    import mne
+
+    data = write_synthetic_things_eeg2(tmp_path / "v", ThingsSyntheticConfig(
+        subjects=(8,), train_concepts=3, images_per_concept=1, test_concepts=2, channels=63, sfreq=250.0))
+    stored = np.load(data / "preprocessed_data" / "sub-08" / "preprocessed_eeg_training.npy", allow_pickle=True).item()
+    assert stored["preprocessed_eeg_data"].shape == (3, 4, 63, 250)
+    targets = mne.channels.make_standard_montage("standard_1005").ch_names[:128]
+    dm = ThingsEEG2DataModule(str(data), subjects=[8], val_concepts=1, eeg_only=True, channel_map=targets, num_workers=0)
+    dm.setup("fit")
+    subject, condition, repetition = dm.datasets["train"].rows[0]
+    eeg = dm.datasets["train"][0]
+    names = list(stored["ch_names"])
+    post = torch.as_tensor(stored["preprocessed_eeg_data"][condition, repetition][:, 50:], dtype=torch.float32)  # t >= 0
+    oz = targets.index("Oz")
+    torch.testing.assert_close(eeg[oz], resample_window(post[names.index("Oz")], 512))
+    with pytest.raises(ValueError, match="list of 128 electrode names"):
+        ThingsEEG2DataModule(str(data), channel_map=["Oz"])
