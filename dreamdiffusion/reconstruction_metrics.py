@@ -76,11 +76,12 @@ class _TrialRows(Metric):
         super().__init__(**kwargs)
         self.add_state("index", [], dist_reduce_fx="cat")
         self.add_state("rows", [], dist_reduce_fx="cat")
-        self.row_shape: tuple[int, int] | None = None
+        # (R, D) of a row; a max-reduced state, so a process that scored no trial still knows it after the sync
+        self.add_state("row_shape", torch.zeros(2, dtype=torch.long), dist_reduce_fx="max")
 
     def _append(self, index: Tensor, rows: Tensor) -> None:
         """``index [N]``, ``rows [N, R, D]``."""
-        self.row_shape = tuple(rows.shape[1:])
+        self.row_shape = torch.tensor(rows.shape[1:], dtype=torch.long, device=self.device)
         self.index.append(index.detach().double().flatten().to(self.device))
         self.rows.append(rows.detach().float().flatten().to(self.device))
 
@@ -89,7 +90,7 @@ class _TrialRows(Metric):
             raise RuntimeError(f"{type(self).__name__}.compute() before any update")
         index = dim_zero_cat(self.index)
         order = index.argsort()
-        rows = dim_zero_cat(self.rows).view(index.numel(), *self.row_shape)
+        rows = dim_zero_cat(self.rows).view(index.numel(), *self.row_shape.tolist())
         return index[order].long(), rows[order]
 
 

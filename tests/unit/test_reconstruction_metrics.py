@@ -160,3 +160,22 @@ def test_fetch_suite_checks_torchvision_hashes_and_fetches_once(cli, capsys, tmp
     assert ("swav_800ep_pretrain.pth.tar", None) in calls and len(calls) == 4  # SwAV's file name carries no hash
     assert str(tmp_path / "swav_800ep_pretrain.pth.tar") in capsys.readouterr().out
     assert cli("weights", "fetch-suite", "--out", str(tmp_path)) == 0 and len(calls) == 4
+
+
+def test_states_gathered_from_processes_give_the_figures_of_one_process():
+    """What a DDP sync does (``cat`` of the rows, ``max`` of the row shape), including a process that scored no trial."""
+    import warnings
+
+    net = torch.nn.Flatten()
+    gt, rec = images(5), images(5, seed=3).unsqueeze(1)
+    whole, first, second, idle = (TwoWayIdentification(net) for _ in range(4))
+    whole.update(rec, gt, torch.arange(5))
+    first.update(rec[3:], gt[3:], torch.tensor([3, 4]))
+    second.update(rec[:3], gt[:3], torch.tensor([0, 1, 2]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # compute() on a metric that only received merged states
+        idle.merge_state(first)
+        idle.merge_state(second)
+        index, values = idle.compute()
+    assert index.tolist() == [0, 1, 2, 3, 4]
+    torch.testing.assert_close(values, whole.compute()[1])
