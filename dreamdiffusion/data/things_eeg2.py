@@ -277,7 +277,7 @@ class ThingsEEG2DataModule(L.LightningDataModule):
         EEG folder inside ``root`` (or absolute) holding ``sub-XX/preprocessed_eeg_{training,test}.npy``: the
         official 17-channel 100 Hz files or the 63-channel 250 Hz variant (same keys).
     subjects
-        Subjects (1..10) whose training EEG makes the train and val splits (subject-dependent: ``[8]``).
+        Subjects (1..10) whose training EEG makes the train and val splits (``null``: ``[8]``, subject-dependent).
     test_subjects
         Subjects whose test EEG is scored (``null``: the same as ``subjects``; cross-subject: the held-out one).
     train_repetitions, test_repetitions
