@@ -12,12 +12,15 @@
 Channels: the official 17 occipito-parietal ones (``channels=17``) or 63 of the 10-10 system (``channels=63``);
 epochs of −0.2…0.79 s at ``sfreq`` (100 Hz: 100 samples, as the official files; 250 Hz: 250, as NICE/ATM's).
 
-EEG: every picture has an evoked response ``concept pattern + picture pattern`` (a random spatial map times a
-Gabor transient after onset; the concept part is shared by the concept's pictures) of peak ``signal_to_noise``
-relative to the white noise added to every repetition. Test concepts have patterns of their own, so a model
-reads them only through what generalises, as in the zero-shot test of the real dataset.
+Pictures: :func:`dreamdiffusion.data.synthetic.synth_image` — concept ``k`` (training concepts first, then test
+concepts) is drawn as shape ``k mod 10`` in its own hue.
 
-Pictures: :func:`dreamdiffusion.data.synthetic.synth_image` (a shape and hue per concept).
+EEG: every picture has an evoked response ``concept pattern + picture pattern`` of peak ``signal_to_noise``
+relative to the white noise added to every repetition. Each pattern is a sum of components, a component being a
+random spatial map times a Gabor transient after onset. The concept pattern is a function of what the picture
+shows: a component per shape plus two hue components weighted by ``cos``/``sin`` of the hue angle. A test concept
+is new, but its shape and hue lie among the training concepts', so its EEG can be read by what generalises from
+training — the premise of the zero-shot test. The picture pattern (half the amplitude) is picture-specific.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from dreamdiffusion.atomic import atomic_dir
-from dreamdiffusion.data.synthetic import SyntheticConfig, synth_image
+from dreamdiffusion.data.synthetic import SHAPES, SyntheticConfig, synth_image
 
 CHANNELS_17 = ("Pz", "P3", "P7", "O1", "Oz", "O2", "P4", "P8", "P1", "P5", "PO7", "PO3", "POz", "PO4", "PO8", "P6", "P2")
 CHANNELS_63 = (
@@ -81,6 +84,11 @@ def evoked(rng: np.random.Generator, n_chans: int, times: np.ndarray) -> np.ndar
     return np.outer(space / np.abs(space).max(), wave)
 
 
+def hue(label: int, classes: int) -> float:
+    """The hue in [0, 1) that :func:`~dreamdiffusion.data.synthetic.synth_image` gives concept ``label``."""
+    return (label * 0.618034) % 1.0 if classes > len(SHAPES) else label / max(classes, 1)
+
+
 def write_eeg_file(path: Path, data: np.ndarray, ch_names: list[str], times: np.ndarray) -> None:
     """``np.save`` of the release's dict (a pickled 0-d object array)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,11 +116,18 @@ def write_synthetic_things_eeg2(out: str | os.PathLike, config: ThingsSyntheticC
     image_cfg = SyntheticConfig(classes=n_classes, min_image_side=48, max_image_side=64)
     out = Path(out)
     with atomic_dir(out) as tmp:
+        shape_pattern = [evoked(rng, c, times) for _ in SHAPES]
+        hue_pattern = (evoked(rng, c, times), evoked(rng, c, times))
         patterns = {}
         for part in ("training", "test"):
-            concept_pattern = {k: evoked(rng, c, times) for k in concepts[part]}
-            patterns[part] = np.stack([concept_pattern[k] + 0.5 * evoked(rng, c, times) for k, _ in pictures[part]])
             offset = 0 if part == "training" else cfg.train_concepts
+            concept_pattern = {}
+            for k, concept in enumerate(concepts[part]):
+                label = offset + k
+                angle = 2 * np.pi * hue(label, n_classes)
+                concept_pattern[concept] = (shape_pattern[label % len(SHAPES)] + np.cos(angle) * hue_pattern[0]
+                                            + np.sin(angle) * hue_pattern[1])
+            patterns[part] = np.stack([concept_pattern[k] + 0.5 * evoked(rng, c, times) for k, _ in pictures[part]])
             for i, (concept, file) in enumerate(pictures[part]):
                 label = offset + concepts[part].index(concept)
                 target = tmp / ("training_images" if part == "training" else "test_images") / concept / file
