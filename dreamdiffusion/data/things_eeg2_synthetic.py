@@ -18,7 +18,7 @@ concepts) is drawn as shape ``k mod 10`` in its own hue.
 EEG: every picture has an evoked response ``concept pattern + picture pattern`` of peak ``signal_to_noise``
 relative to the white noise added to every repetition. Each pattern is a sum of components, a component being a
 random spatial map times a Gabor transient after onset. The concept pattern is a function of what the picture
-shows: a component per shape plus two hue components weighted by half the ``cos``/``sin`` of the hue angle. A test concept
+shows: a component per shape plus two hue components weighted by the ``cos``/``sin`` of the hue angle. A test concept
 is new, but its shape and hue lie among the training concepts', so its EEG can be read by what generalises from
 training — the premise of the zero-shot test. The picture pattern (half the amplitude) is picture-specific.
 """
@@ -125,8 +125,8 @@ def write_synthetic_things_eeg2(out: str | os.PathLike, config: ThingsSyntheticC
             for k, concept in enumerate(concepts[part]):
                 label = offset + k
                 angle = 2 * np.pi * hue(label, n_classes)
-                concept_pattern[concept] = shape_pattern[label % len(SHAPES)] + 0.5 * (
-                    np.cos(angle) * hue_pattern[0] + np.sin(angle) * hue_pattern[1])
+                concept_pattern[concept] = (shape_pattern[label % len(SHAPES)] + np.cos(angle) * hue_pattern[0]
+                                            + np.sin(angle) * hue_pattern[1])
             patterns[part] = np.stack([concept_pattern[k] + 0.5 * evoked(rng, c, times) for k, _ in pictures[part]])
             for i, (concept, file) in enumerate(pictures[part]):
                 label = offset + concepts[part].index(concept)
