@@ -8,7 +8,7 @@ export MNE_DATA ?= $(CURDIR)/data/mne
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast docs docs-check demo demo-eval data-moabb data-check weights reproduce table2 eval-authors clean
+.PHONY: help install test test-fast docs docs-check demo demo-eval demo-things data-moabb data-check data-check-things weights reproduce reproduce-things table2 eval-authors clean
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -122,6 +122,43 @@ eval-authors: install  ## Import the authors' checkpoint (CKPT=checkpoint.pth [S
 		--model.init_args.sampler=ddim --model.init_args.num_inference_steps=50 --trainer.default_root_dir=$(AUTHORS_RUN)/eval_ddim50
 	$(BIN)/python scripts/collect_metrics.py plms250=$(AUTHORS_RUN)/eval_plms250 ddim50=$(AUTHORS_RUN)/eval_ddim50 \
 		| tee $(AUTHORS_RUN)/metrics.md
+
+# ---- THINGS-EEG2 (docs/data-things-eeg2.md) -------------------------------------------------------
+THINGS_EEG2 ?= data/things_eeg2
+THINGS_RUN ?= runs/things-sub08
+# THINGS_OVERLAY="-c configs/things/cross_subject.yaml": leave sub-08 out (train on the nine others).
+THINGS_OVERLAY ?=
+THINGS_DATA = --data.init_args.root=$(THINGS_EEG2)
+# WEIGHTS=weights: local models (`make weights` plus `dreamdiffusion weights fetch-suite --out weights/eval`).
+THINGS_SD_LOCAL = $(if $(WEIGHTS),--model.init_args.sd_model=$(WEIGHTS)/stable-diffusion-v1-5 \
+	--model.init_args.clip_model=$(WEIGHTS)/clip-vit-large-patch14 --model.init_args.local_files_only=true \
+	--data.init_args.clip_model=$(WEIGHTS)/clip-vit-large-patch14 --data.init_args.local_files_only=true)
+THINGS_EVAL_LOCAL = $(if $(WEIGHTS),$(EVAL_LOCAL) \
+	--model.init_args.alexnet_2.weights_path=$(WEIGHTS)/eval/alexnet-owt-7be5be79.pth \
+	--model.init_args.alexnet_5.weights_path=$(WEIGHTS)/eval/alexnet-owt-7be5be79.pth \
+	--model.init_args.inception_v3.weights_path=$(WEIGHTS)/eval/inception_v3_google-0cc3c7bd.pth \
+	--model.init_args.efficientnet_b1.weights_path=$(WEIGHTS)/eval/efficientnet_b1_rwightman-bac287d4.pth \
+	--model.init_args.swav.weights_path=$(WEIGHTS)/eval/swav_800ep_pretrain.pth.tar)
+DEMO_THINGS_RUN ?= runs/demo-things
+
+data-check-things: install  ## Check the THINGS-EEG2 files and pictures (THINGS_EEG2=data/things_eeg2); prints what is missing
+	$(BIN)/dreamdiffusion data check-things-eeg2 --root $(THINGS_EEG2)
+
+reproduce-things: install  ## THINGS-EEG2, leak-free: stages 1-3 on sub-08 in THINGS_RUN (THINGS_OVERLAY, WEIGHTS, TRAINER)
+	$(BIN)/dreamdiffusion fit -c configs/things/pretrain.yaml $(THINGS_OVERLAY) --run_dir=$(THINGS_RUN) $(THINGS_DATA) $(TRAINER)
+	$(BIN)/dreamdiffusion fit -c configs/things/finetune.yaml $(THINGS_OVERLAY) --run_dir=$(THINGS_RUN) $(THINGS_DATA) $(TRAINER) $(THINGS_SD_LOCAL)
+	$(BIN)/dreamdiffusion test -c configs/things/eval.yaml $(THINGS_OVERLAY) --run_dir=$(THINGS_RUN) $(THINGS_DATA) $(TRAINER) $(THINGS_EVAL_LOCAL)
+	@cat $(THINGS_RUN)/eval/metrics.md
+
+demo-things: install  ## The three stages on a tiny synthetic THINGS-EEG2 twin, CPU (the loading and scoring code, not a result)
+	mkdir -p $(MNE_DATA)
+	$(BIN)/dreamdiffusion weights tiny --out $(DEMO_THINGS_RUN)/weights $(DEMO_WEIGHTS)
+	$(BIN)/dreamdiffusion data synth-things-eeg2 --out $(DEMO_THINGS_RUN)/data --subjects 1 8 --train-concepts 20 \
+		--images-per-concept 3 --test-concepts 10
+	$(BIN)/dreamdiffusion fit -c configs/things/demo/pretrain.yaml --run_dir=$(DEMO_THINGS_RUN)
+	$(BIN)/dreamdiffusion fit -c configs/things/demo/finetune.yaml --run_dir=$(DEMO_THINGS_RUN)
+	$(BIN)/dreamdiffusion test -c configs/things/demo/eval.yaml --run_dir=$(DEMO_THINGS_RUN)
+	@cat $(DEMO_THINGS_RUN)/eval/metrics.md
 
 clean:  ## Remove runs/ (the venv stays)
 	rm -rf runs

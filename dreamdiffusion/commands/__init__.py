@@ -10,7 +10,7 @@ import argparse
 import importlib
 
 # ``dreamdiffusion data <name>`` subcommands, by module (each registers its own names).
-DATA_MODULES: list[str] = ["moabb", "imagenet_eeg"]
+DATA_MODULES: list[str] = ["moabb", "imagenet_eeg", "things_eeg2"]
 # Top-level commands besides ``data``, by module: ``weights`` (and ``generate``: EEG files in, pictures out).
 TOP_MODULES: list[str] = ["weights", "generate"]
 

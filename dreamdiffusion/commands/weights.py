@@ -13,6 +13,8 @@
   torch-fidelity's FID Inception-v3, AlexNet for LPIPS), hash-checked, for ``weights_path`` in the eval config.
 * ``dreamdiffusion weights import-authors --checkpoint checkpoint.pth --out DIR``: the authors' released
   checkpoint as a pipeline folder (:mod:`dreamdiffusion.commands.import_authors`).
+* ``dreamdiffusion weights fetch-suite --out DIR``: the reconstruction suite's files (AlexNet, Inception-v3,
+  EfficientNet-B1 from torchvision, SwAV's ResNet-50) for ``configs/things/eval.yaml``.
 """
 
 from __future__ import annotations
@@ -75,16 +77,33 @@ def fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download(fetcher, folder: str, what: str) -> dict | None:
+    """``fetcher(folder)``'s paths, or ``None`` after printing why the download failed."""
+    try:
+        return fetcher(folder)
+    except Exception as e:  # noqa: BLE001 - network errors of many kinds; say what to do
+        print(f"could not fetch the {what} ({type(e).__name__}: {e}); this needs internet", file=sys.stderr)
+        return None
+
+
 def fetch_eval(args: argparse.Namespace) -> int:
     from dreamdiffusion.models.eval_models import fetch_eval_weights
 
-    try:
-        paths = fetch_eval_weights(args.out)
-    except Exception as e:  # noqa: BLE001 - network errors of many kinds; say what to do
-        print(f"could not fetch the evaluation weights ({type(e).__name__}: {e}); this needs internet", file=sys.stderr)
+    paths = _download(fetch_eval_weights, args.out, "evaluation weights")
+    if paths is None:
         return 1
     overrides = " ".join(f"--model.init_args.{key}.weights_path={path}" for key, path in paths.items())
     print(f"done; evaluate offline with: dreamdiffusion test -c configs/eval.yaml {overrides}")
+    return 0
+
+
+def fetch_suite(args: argparse.Namespace) -> int:
+    from dreamdiffusion.models.feature_nets import fetch_suite_weights
+
+    paths = _download(fetch_suite_weights, args.out, "reconstruction-suite weights")
+    if paths is None:
+        return 1
+    print("done: " + ", ".join(f"{key}: {path}" for key, path in paths.items()) + " (`make reproduce-things WEIGHTS=...` reads them)")
     return 0
 
 
@@ -119,3 +138,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     e.add_argument("--out", default="weights/eval", help="folder that receives the three weights files")
     e.set_defaults(func=fetch_eval)
     import_authors.register(sub)
+    s = sub.add_parser("fetch-suite", help="download the THINGS reconstruction suite's networks (AlexNet, Inception-v3, EfficientNet-B1, SwAV) to --out")
+    s.add_argument("--out", default="weights/eval", help="folder that receives the four weights files")
+    s.set_defaults(func=fetch_suite)

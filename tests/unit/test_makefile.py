@@ -45,3 +45,13 @@ def test_eval_authors_imports_then_scores_plms250_and_ddim50(repo):
     assert "--model.init_args.inception.weights_path=/models/eval/" in commands
     failed = subprocess.run(["make", "-n", "eval-authors"], cwd=repo, capture_output=True, text=True)
     assert failed.returncode != 0 and "give CKPT=" in failed.stderr
+
+
+def test_reproduce_things_names_configs_that_exist_and_reads_local_suite_weights(repo):
+    commands = dry_run(repo, "reproduce-things", "WEIGHTS=/models", "THINGS_OVERLAY=-c configs/things/cross_subject.yaml")
+    named = set(re.findall(r"configs/[\w/.-]+\.yaml", commands))
+    assert {"configs/things/pretrain.yaml", "configs/things/finetune.yaml", "configs/things/eval.yaml",
+            "configs/things/cross_subject.yaml"} <= named and all((repo / p).is_file() for p in named)
+    assert "--model.init_args.swav.weights_path=/models/eval/swav_800ep_pretrain.pth.tar" in commands
+    assert "--data.init_args.sd_model" not in commands  # the THINGS data module has no VAE cache
+    assert "dreamdiffusion data check-things-eeg2 --root data/things_eeg2" in dry_run(repo, "data-check-things")

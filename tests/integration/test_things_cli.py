@@ -1,0 +1,74 @@
+"""THINGS-EEG2 end to end through the CLI on the synthetic twin: data check, stage 3 with the zero-shot retrieval
+and the reconstruction suite (tiny random networks built in the test and read through the config's paths)."""
+
+import json
+
+import pytest
+
+from dreamdiffusion.pipeline import build_tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from dreamdiffusion.commands import main as plain
+
+    root = tmp_path_factory.mktemp("things")
+    assert plain(["weights", "tiny", "--out", str(root / "weights")]) == 0
+    assert plain(["data", "synth-things-eeg2", "--out", str(root / "data"), "--subjects", "8", "--train-concepts", "6",
+                  "--test-concepts", "5"]) == 0
+    build_tiny_pipeline(root / "finetune" / "pipeline", seed=0)
+    return root
+
+
+def test_data_check_reports_what_is_there_and_what_is_missing(run_dir, capsys):
+    from dreamdiffusion.commands import main as plain
+
+    assert plain(["data", "check-things-eeg2", "--root", str(run_dir / "data"), "--subjects", "8"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["pictures"] == {"training": 12, "test": 5}
+    assert report["eeg"]["sub-08/test"] == {"shape": [5, 8, 17, 100], "channels": 17, "times": [-0.2, 0.79]}
+    assert plain(["data", "check-things-eeg2", "--root", str(run_dir / "data"), "--subjects", "8", "9"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["eeg"]["sub-09/training"] is None and any("sub-09" in e for e in report["errors"])
+    picture = next((run_dir / "data" / "test_images").glob("*/*.jpg"))
+    moved = picture.with_suffix(".moved")
+    picture.rename(moved)
+    try:
+        assert plain(["data", "check-things-eeg2", "--root", str(run_dir / "data"), "--subjects", "8"]) == 1
+        report = json.loads(capsys.readouterr().out)
+        assert report["missing_pictures"] == 1 and report["missing_pictures_first"] == [str(picture)]
+    finally:
+        moved.rename(picture)
+
+
+@pytest.mark.slow
+def test_things_eval_writes_retrieval_and_the_reconstruction_suite(cli, repo, run_dir):
+    assert cli("test", "-c", str(repo / "configs/things/demo/eval.yaml"), f"--run_dir={run_dir}") == 0
+    result = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    things = result["things"]
+    assert result["trials"] == 5 and things["pictures"] == 5  # the mean of the repetitions: one trial per picture
+    assert set(things["retrieval"]) == {"top1", "top5", "2way", "4way"}  # 10-way needs 10 pictures
+    assert things["retrieval"]["top1"]["chance"] == 0.2 and things["retrieval"]["2way"]["chance"] == 0.5
+    assert set(things["reconstruction"]) == {"pixcorr", "ssim", "alexnet_2", "alexnet_5", "inception", "clip", "efficientnet", "swav"}
+    for figure in list(things["retrieval"].values()) + list(things["reconstruction"].values()):
+        low, high = figure["ci"]
+        assert low <= figure["value"] <= high
+    for key in ("alexnet_2", "alexnet_5", "inception", "clip"):  # two-way: a share of the 4 other pictures
+        assert round(4 * 5 * things["reconstruction"][key]["value"]) == pytest.approx(4 * 5 * things["reconstruction"][key]["value"])
+    assert set(things["random_networks"]) == {"alexnet_2", "alexnet_5", "inception", "efficientnet", "swav"}
+    assert things["protocol"]["name"] == "leak-free" and things["protocol"]["test_subjects"] == [8]
+    assert any("synthetic twin" in n for n in result["notes"])
+    table = (run_dir / "eval" / "metrics.md").read_text()
+    assert "| ATM, sub-08 (Li et al., 2024) | 0.160 | 0.345 | 0.776 | 0.866 | 0.734 | 0.786 | – | 0.582 |" in table
+    assert "| UBP (Wu et al., 2025) | 50.9% | 79.7% |" in table and "not meaningful" in table
+
+
+@pytest.mark.parametrize("stage, config", [("fit", "pretrain"), ("fit", "finetune"), ("test", "eval")])
+def test_paper_scale_configs_parse_with_the_cross_subject_overlay(cli, repo, capsys, stage, config):
+    with pytest.raises(SystemExit) as done:
+        cli(stage, "-c", str(repo / f"configs/things/{config}.yaml"), "-c", str(repo / "configs/things/cross_subject.yaml"),
+            "--run_dir=/tmp/things-run", "--print_config")
+    assert done.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "ThingsEEG2DataModule" in printed and "test_subjects:\n    - 8" in printed
+    assert "default_root_dir: /tmp/things-run/" in printed
