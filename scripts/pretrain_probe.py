@@ -40,20 +40,23 @@ def split_windows(data: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def probe(encoder_dir: Path | None, preset_name: str, train, val, classes: int, seed: int,
-          epochs: int, lr: float, batch_size: int, weight_decay: float) -> dict:
-    """Fine-tune encoder + head from ``encoder_dir`` (``None``: random init) and score the val split."""
+          epochs: int, lr: float, batch_size: int, weight_decay: float, freeze_encoder: bool = False) -> dict:
+    """Fine-tune encoder + head from ``encoder_dir`` (``None``: random init) and score the val split;
+    ``freeze_encoder`` trains the head alone (a linear probe of the encoder's tokens)."""
     torch.manual_seed(seed)
     config = ConditionConfig(preset(preset_name), cross_attention_dim=8, clip_dim=classes)
     model = EEGConditionModel(config)  # head (and scratch encoder) initialised from the seed
     if encoder_dir is not None:
         model.encoder = load_encoder(encoder_dir, expected=config.encoder)
-    parameters = [p for n, p in model.named_parameters() if n.startswith(("encoder.", "clip_token.", "clip_proj."))]
+    trained = ("clip_token.", "clip_proj.") if freeze_encoder else ("encoder.", "clip_token.", "clip_proj.")
+    parameters = [p for n, p in model.named_parameters() if n.startswith(trained)]
     optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     (x, y), (xv, yv) = train, val
     order = torch.Generator().manual_seed(seed)
     curve = []
     for _ in range(epochs):
         model.train()
+        model.encoder.train(not freeze_encoder)
         for batch in torch.randperm(len(x), generator=order).split(batch_size):
             loss = F.cross_entropy(model.clip_embedding(model.encoder(x[batch])), y[batch])
             optimiser.zero_grad()
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="the demo's stage-2 learning rate")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--freeze-encoder", action="store_true", help="train the head alone (linear probe)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -87,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         for name, folder in [("scratch", None)] + [(str(e), e) for e in args.encoder]:
             start = time.process_time()
-            result = probe(folder, args.preset, train, val, classes, seed, args.epochs, args.lr, args.batch_size, args.weight_decay)
+            result = probe(folder, args.preset, train, val, classes, seed, args.epochs, args.lr, args.batch_size, args.weight_decay,
+                           args.freeze_encoder)
             runs.setdefault(name, []).append({"seed": seed, **result})
             print(f"seed {seed} {name}: val accuracy {result['val_accuracy']:.1%} (best epoch {result['best_val_accuracy']:.1%}), "
                   f"{time.process_time() - start:.0f} CPU-s", flush=True)
