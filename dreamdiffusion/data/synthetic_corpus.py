@@ -29,7 +29,7 @@ components anew from the same generic distributions, so the corpus teaches what 
 (smooth dipolar maps, 6–30 Hz transients, the spatial correlation of the noise), never which ones
 mark a class. Nothing is read from the paired set, and the random streams are the corpus's own: every
 generator is seeded with ``[seed, STREAM, ...]``, a seed sequence the paired-set generator never uses
-(it seeds with ``[seed, 1..4]``), so even equal seeds give unrelated maps. The electrodes lie on the
+(it seeds with ``seed`` and ``[seed, 1..4]``), so even equal seeds give unrelated maps. The electrodes lie on the
 same Fibonacci lattice as the paired set's cap, turned about the vertical axis by the corpus's own
 random angle: channel ``i``'s neighbours and the noise's correlation are the same, the absolute
 orientation (hence where the occipital response lands) is the corpus's own. There are no labels,
