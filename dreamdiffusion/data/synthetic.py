@@ -110,10 +110,10 @@ def gabor(t: np.ndarray, latency: float, frequency: float, width: float, phase: 
     return np.exp(-0.5 * ((t - latency) / width) ** 2) * np.cos(2 * math.pi * frequency * (t - latency) + phase)
 
 
-def pink_noise(rng: np.random.Generator, n_sources: int, n_times: int) -> np.ndarray:
-    """``[n_sources, n_times]`` noise with power ∝ 1/f (unit SD per source)."""
+def pink_noise(rng: np.random.Generator, n_sources: int, n_times: int, sfreq: float = SFREQ) -> np.ndarray:
+    """``[n_sources, n_times]`` noise sampled at ``sfreq`` Hz with power ∝ 1/f above 1 Hz (unit SD per source)."""
     spectrum = rng.normal(size=(n_sources, n_times // 2 + 1)) + 1j * rng.normal(size=(n_sources, n_times // 2 + 1))
-    f = np.fft.rfftfreq(n_times, 1 / SFREQ)
+    f = np.fft.rfftfreq(n_times, 1 / sfreq)
     spectrum *= 1 / np.sqrt(np.maximum(f, 1.0))
     spectrum[:, 0] = 0
     x = np.fft.irfft(spectrum, n=n_times)
@@ -142,21 +142,49 @@ class EEGModel:
     mixing: np.ndarray  # [C, C] spatial correlation of the background noise
 
 
+def gabor_parameters(rng: np.random.Generator) -> np.ndarray:
+    """One evoked component's waveform ``[4]``: latency 80–350 ms (s), frequency 6–30 Hz, width 30–60 ms (s),
+    phase (rad), drawn in this order from ``rng``."""
+    return np.array([rng.uniform(0.08, 0.35), rng.uniform(6, 30), rng.uniform(0.03, 0.06), rng.uniform(0, 2 * math.pi)])
+
+
+def occipital_map(positions: np.ndarray) -> np.ndarray:
+    """Scalp map ``[C]`` of the class-independent visual response: one blob over the occipital pole, peak 1."""
+    m = _blob(positions, np.array([0.0, -0.8, 0.6]) / np.linalg.norm([0.0, -0.8, 0.6]), 0.5)
+    return m / m.max()
+
+
+def subject_gains(rng: np.random.Generator, subjects: int, n_chans: int = N_CHANS) -> np.ndarray:
+    """``[subjects, n_chans]`` log-normal electrode gains (SD 0.15 in log units): each head and cap differs."""
+    return np.exp(rng.normal(0, 0.15, size=(subjects, n_chans)))
+
+
+def noise_mixing(positions: np.ndarray) -> np.ndarray:
+    """``[C, C]`` mixing that makes background noise spatially correlated: Gaussian in electrode distance
+    (0.35 on the unit sphere), each row of unit norm."""
+    distance = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    mixing = np.exp(-((distance / 0.35) ** 2))
+    return mixing / np.linalg.norm(mixing, axis=1, keepdims=True)
+
+
+def visual_evoked_response(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
+    """The waveform ``[T]`` every picture elicits whatever its class (P100-like then N170-like), onset at
+    ``t = 0`` s, each peak's latency jittered (SD 10 ms)."""
+    return gabor(t, 0.1 + rng.normal(0, 0.01), 10.0, 0.04, 0.0) - 0.6 * gabor(t, 0.17 + rng.normal(0, 0.01), 7.0, 0.05, 0.0)
+
+
+def background_noise(rng: np.random.Generator, mixing: np.ndarray, n_times: int, sfreq: float = SFREQ) -> np.ndarray:
+    """``[C, n_times]`` spatially correlated pink noise sampled at ``sfreq`` Hz, unit SD per channel."""
+    noise = mixing @ pink_noise(rng, mixing.shape[0], n_times, sfreq)
+    return noise / noise.std(axis=1, keepdims=True)
+
+
 def make_eeg_model(rng: np.random.Generator, classes: int, subjects: int) -> EEGModel:
     positions = electrode_positions(rng)
     maps = np.stack([[spatial_map(rng, positions) for _ in range(2)] for _ in range(classes)])
-    waves = np.stack(
-        [
-            [[rng.uniform(0.08, 0.35), rng.uniform(6, 30), rng.uniform(0.03, 0.06), rng.uniform(0, 2 * math.pi)] for _ in range(2)]
-            for _ in range(classes)
-        ]
-    )
-    common = _blob(positions, np.array([0.0, -0.8, 0.6]) / np.linalg.norm([0.0, -0.8, 0.6]), 0.5)  # occipital
-    gains = np.exp(rng.normal(0, 0.15, size=(subjects, N_CHANS)))
-    distance = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-    mixing = np.exp(-((distance / 0.35) ** 2))
-    mixing /= np.linalg.norm(mixing, axis=1, keepdims=True)
-    return EEGModel(positions, maps, waves, common / common.max(), gains, mixing)
+    waves = np.stack([[gabor_parameters(rng) for _ in range(2)] for _ in range(classes)])
+    gains = subject_gains(rng, subjects)
+    return EEGModel(positions, maps, waves, occipital_map(positions), gains, noise_mixing(positions))
 
 
 def synth_trial(rng: np.random.Generator, model: EEGModel, label: int, subject: int, length: int, snr: float) -> np.ndarray:
@@ -168,13 +196,10 @@ def synth_trial(rng: np.random.Generator, model: EEGModel, label: int, subject: 
         latency += rng.normal(0, 0.006)
         amplitude = snr * math.exp(rng.normal(0, 0.25))
         signal += amplitude * np.outer(model.class_maps[label, c], gabor(t, latency, frequency, width, phase))
-    # The visual evoked response every picture elicits, whatever its class.
-    vep = gabor(t, 0.1 + rng.normal(0, 0.01), 10.0, 0.04, 0.0) - 0.6 * gabor(t, 0.17 + rng.normal(0, 0.01), 7.0, 0.05, 0.0)
+    vep = visual_evoked_response(rng, t)
     signal += snr * 1.5 * math.exp(rng.normal(0, 0.3)) * np.outer(model.common_map, vep)
     signal *= model.subject_gains[subject][:, None]
-    noise = model.mixing @ pink_noise(rng, N_CHANS, length)
-    noise /= noise.std(axis=1, keepdims=True)
-    x = band_pass_fft(signal + noise)
+    x = band_pass_fft(signal + background_noise(rng, model.mixing, length))
     x = (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True)
     return x.astype(np.float32)
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from small_corpus import SMALL_CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
 DDP = ["--trainer", str(REPO / "configs/trainer/ddp.yaml"), "--trainer.accelerator=cpu", "--trainer.devices=2",
@@ -25,7 +26,7 @@ def dreamdiffusion(*args: str, timeout: int = 600) -> str:
 def test_pretrain_under_ddp_writes_one_encoder(demo_run_dir):
     tmp_path = demo_run_dir
     out = dreamdiffusion("fit", "-c", str(REPO / "configs/demo/pretrain.yaml"), f"--run_dir={tmp_path}", *DDP,
-                         "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2")
+                         "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2", *SMALL_CORPUS)
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in out
     meta = json.loads((tmp_path / "pretrain/encoder.json").read_text())
     assert meta["preset"] == "tiny"

@@ -7,8 +7,9 @@ import yaml
 
 from dreamdiffusion.models.encoder_file import load_encoder
 from dreamdiffusion.models.mae import preset
+from small_corpus import SMALL_CORPUS
 
-TINY_BUDGET = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1"]
+TINY_BUDGET = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1", *SMALL_CORPUS]
 
 
 @pytest.mark.slow

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from small_corpus import SMALL_CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=8", "--trainer.limit_val_batches=2",
-          "--checkpoint.every_n_train_steps=1", "--trainer.enable_progress_bar=false", "--data.init_args.batch_size=8"]
+          "--checkpoint.every_n_train_steps=1", "--trainer.enable_progress_bar=false", "--data.init_args.batch_size=8", *SMALL_CORPUS]
 
 
 def stage1(run_dir: Path) -> subprocess.Popen:
