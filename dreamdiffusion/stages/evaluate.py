@@ -68,7 +68,7 @@ from dreamdiffusion.models.eval_models import (
     load_lpips_net,
 )
 from dreamdiffusion.models.condition import Condition
-from dreamdiffusion.stages.eval_report import DEFINITIONS, PAPER, meaningful_labels, metrics_table, summarise
+from dreamdiffusion.stages.eval_report import DEFINITIONS, PAPER, hits_of, meaningful_labels, metrics_table, summarise
 
 __all__ = ["EvalModule", "metrics_table", "PAPER", "DEFINITIONS"]
 
@@ -515,6 +515,12 @@ class EvalModule(L.LightningModule):
 
     def write_trials(self, table: dict[str, Tensor]) -> None:
         """``trials.csv``: one row per trial (sorted by index) with its picture, class, subject and scalar values."""
+        table = dict(table)
+        names = [self.split[i]["image_name"] for i in table["index"].tolist()]
+        for prefix in ("", "shuffled_"):  # per-trial retrieval hits, for paired comparisons of runs
+            found = hits_of(table, prefix, names) if f"{prefix}clip_predicted" in table else None
+            if found is not None:
+                table[f"{prefix}retrieval_hit"] = found[0][:, None]
         columns = [k for k, v in table.items() if k != "index" and v.shape[1] == 1]
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

@@ -275,6 +275,9 @@ def test_a_model_that_reads_eeg_drops_to_chance_when_its_eeg_is_shuffled(assets,
     assert "not meaningful" not in ours
     assert (tmp_path / "samples" / "trial00100_n00000000_0_shuffled_sample1.png").is_file()
     assert (tmp_path / "samples" / "trial00100_n00000000_0_null_sample0.png").is_file()
+    rows = read_trials(tmp_path)  # per-trial hits, for paired comparisons of runs
+    assert [float(r["retrieval_hit"]) for r in rows] == [1.0] * N_IMAGES
+    assert [float(r["shuffled_retrieval_hit"]) for r in rows] == [0.0] * N_IMAGES
 
 
 def test_a_control_above_chance_is_reported_as_a_failure_of_the_run(assets, tmp_path):
