@@ -30,6 +30,20 @@ def repo() -> Path:
 
 
 @pytest.fixture
+def script(repo):
+    """Import ``scripts/<name>.py`` (the scripts are not a package) and return the module."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, repo / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture
 def cli(monkeypatch):
     """Run ``dreamdiffusion ARGS`` in-process, as a user would on the command line."""
     from dreamdiffusion.cli import main

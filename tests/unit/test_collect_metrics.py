@@ -1,6 +1,5 @@
 """scripts/collect_metrics.py: stage-3 metrics.json files → one Markdown table with intervals, chance, controls."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,11 +8,8 @@ import pytest
 
 
 @pytest.fixture
-def collect(repo):
-    spec = importlib.util.spec_from_file_location("collect_metrics", repo / "scripts" / "collect_metrics.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def collect(script):
+    return script("collect_metrics")
 
 
 def write_metrics(folder, retrieval, candidates, top1, fid, n_way=10, random_classifier=False, failures=(), inception="tiny"):

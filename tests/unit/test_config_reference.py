@@ -1,17 +1,13 @@
 """The config reference tables in docs/ are generated from the code and cannot drift (make docs-check)."""
 
-import importlib.util
 import shutil
 
 import pytest
 
 
 @pytest.fixture
-def config_reference(repo):
-    spec = importlib.util.spec_from_file_location("config_reference", repo / "scripts" / "config_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def config_reference(script):
+    return script("config_reference")
 
 
 def test_the_repository_tables_are_current(config_reference):

@@ -1,6 +1,5 @@
 """scripts/summary_figure.py on small fake stage-3 folders: one row per class, the right pictures in each column."""
 
-import importlib.util
 import sys
 
 import pytest
@@ -12,12 +11,9 @@ TRIALS = [(5, 0), (3, 0), (4, 1), (6, 1)]  # (index, class): class 0's first tri
 
 
 @pytest.fixture
-def figure(repo):
+def figure(repo, script):
     sys.path.insert(0, str(repo / "scripts"))
-    spec = importlib.util.spec_from_file_location("summary_figure", repo / "scripts" / "summary_figure.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
+    yield script("summary_figure")
     sys.path.remove(str(repo / "scripts"))
 
 
