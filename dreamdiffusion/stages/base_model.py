@@ -25,6 +25,7 @@ paper replaces the text. ``dreamdiffusion weights demo`` runs this stage (:func:
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import asdict, dataclass
@@ -47,7 +48,8 @@ class BaseModelConfig:
 
     ``pictures_per_class`` pictures of each of ``classes`` classes form the training set. VAE:
     ``vae_block_out_channels`` (one entry per block; n blocks down-sample 2^(n-1) times), ``vae_steps``
-    AdamW steps of ``vae_batch_size`` pictures at ``vae_lr``, KL weight ``kl_weight``. UNet:
+    AdamW steps of ``vae_batch_size`` pictures at ``vae_lr``, KL weight ``kl_weight``; ``vae_norm_num_groups``
+    GroupNorm groups. UNet:
     ``unet_block_out_channels``, ``cross_attention_dim`` (the caption/EEG token size), ``caption_tokens``
     (77, SD's text length), ``unet_steps`` steps of ``unet_batch_size`` latents at ``unet_lr``.
     """
@@ -57,15 +59,16 @@ class BaseModelConfig:
     image_size: int = 64
     pictures_per_class: int = 100
     vae_block_out_channels: tuple[int, ...] = (16, 32, 32, 32)
+    vae_norm_num_groups: int = 8
     latent_channels: int = 4
     vae_steps: int = 300
-    vae_batch_size: int = 16
+    vae_batch_size: int = 32
     vae_lr: float = 2e-3
     kl_weight: float = 1e-6
     unet_block_out_channels: tuple[int, int] = (32, 64)
     cross_attention_dim: int = 32
     caption_tokens: int = 77
-    unet_steps: int = 500
+    unet_steps: int = 1000
     unet_batch_size: int = 32
     unet_lr: float = 1e-3
 
@@ -91,7 +94,7 @@ class BaseModelConfig:
 
 
 def build_vae(config: BaseModelConfig) -> "diffusers.AutoencoderKL":  # noqa: F821
-    """SD's VAE class, small. No attention in the middle block: at 8 × 8 latents it buys nothing here."""
+    """SD's VAE class, small (attention in the middle block, as SD's: it gives the decoder the whole picture)."""
     from diffusers import AutoencoderKL
 
     blocks = len(config.vae_block_out_channels)
@@ -103,9 +106,8 @@ def build_vae(config: BaseModelConfig) -> "diffusers.AutoencoderKL":  # noqa: F8
         block_out_channels=config.vae_block_out_channels,
         layers_per_block=1,
         latent_channels=config.latent_channels,
-        norm_num_groups=8,
+        norm_num_groups=config.vae_norm_num_groups,
         sample_size=config.image_size,
-        mid_block_add_attention=False,
     )
     # Start with a narrow posterior (SD's VAE ends up with one): z ~ q(z|x) is then close to its mean from the
     # first step and the decoder learns from latents that carry the picture, not from noise.
@@ -223,16 +225,23 @@ def _fit_phase(module: BaseModelModule, phase: str, dataset: TensorDataset, step
     module.phase = phase
     sampler = RandomSampler(dataset, replacement=True, num_samples=steps * batch_size,
                             generator=torch.Generator().manual_seed(module.config.seed))
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=1, max_steps=steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-    )
     module.train()
     if phase == "unet":
         module.vae.eval()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode", category=UserWarning)  # the frozen VAE
-        trainer.fit(module, DataLoader(dataset, batch_size=batch_size, sampler=sampler))
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)  # two phases inside one command: no device banner twice
+    try:
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, max_epochs=1, max_steps=steps, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode", category=UserWarning)  # the frozen VAE
+            warnings.filterwarnings("ignore", message=".*treespec, LeafSpec")  # lightning's own, about torch's pytree
+            trainer.fit(module, DataLoader(dataset, batch_size=batch_size, sampler=sampler))
+    finally:
+        lightning_log.setLevel(level)
 
 
 def fit_base_model(config: BaseModelConfig) -> BaseModelModule:

@@ -53,6 +53,27 @@ def test_the_classifier_is_the_inception_of_fid_and_is(smoke_classifier):
         pool(images.float())
 
 
+def test_fid_and_is_run_on_the_classifier_features(smoke_classifier):
+    from torchmetrics.image import FrechetInceptionDistance
+
+    from dreamdiffusion.metrics import InceptionScore
+
+    path, _, _ = smoke_classifier
+    pool, logits = load_inception(InceptionConfig(architecture="classifier", weights_path=str(path)))
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8, generator=generator)
+    fid = FrechetInceptionDistance(feature=pool, normalize=False)
+    fid.update(real, real=True)
+    fid.update(real, real=False)
+    assert float(fid.compute()) == pytest.approx(0.0, abs=1e-2)  # the same pictures on both sides
+    fid.update(torch.zeros_like(real), real=False)
+    assert float(fid.compute()) > 0.1
+    score = InceptionScore(logits, splits=2)
+    score.update(real)
+    mean, _ = score.compute()
+    assert 1.0 <= float(mean) <= 3.0  # IS lies between 1 and the class count
+
+
 def test_a_classifier_inception_without_its_json_is_a_clear_error(smoke_classifier, tmp_path):
     path, _, _ = smoke_classifier
     lonely = tmp_path / "classifier.safetensors"
