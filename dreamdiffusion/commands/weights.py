@@ -5,6 +5,11 @@
   ``--clip-warmup-classes K`` warmed up on synthetic pictures, see :mod:`dreamdiffusion.models.tiny_clip_warmup`) and
   ``DIR/eval`` (stage-3 evaluation networks: classifier, Inception stand-in, LPIPS AlexNet; see
   :mod:`dreamdiffusion.models.eval_models`), built from the same classes as the real models, seeded.
+* ``dreamdiffusion weights demo --out DIR [--seed 0] [--classes 10]``: the embedded default's models, trained on
+  synthetic pictures of their own (never a picture of the synthetic dataset): ``DIR/sd`` a base model that draws
+  the classes (stage 0, :mod:`dreamdiffusion.stages.base_model`), ``DIR/clip`` the warmed-up tiny CLIP and
+  ``DIR/eval`` a classifier that knows the pictures (n-way top-1, and FID/IS as ``inception.architecture:
+  classifier``) with LPIPS's random AlexNet; prints two checks (:mod:`dreamdiffusion.models.demo_weights`).
 * ``dreamdiffusion weights fetch --out DIR``: on a machine with internet (a cluster login node), download
   the real models into ``DIR`` so configs can point at local folders and compute nodes run offline:
   ``DIR/stable-diffusion-v1-5`` (unet, vae, scheduler only — no text encoder is needed) and
@@ -50,6 +55,26 @@ def tiny(args: argparse.Namespace) -> int:
     with atomic_dir(out / "eval") as tmp:
         build_tiny_eval_networks(tmp, seed=args.seed)
     print(f"tiny Stable Diffusion in {out / 'sd'}, tiny CLIP in {out / 'clip'}, tiny evaluation networks in {out / 'eval'}")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from dreamdiffusion.models.demo_weights import MANIFEST, SAMPLES_PNG, check_out_folder, write_demo_weights
+    from dreamdiffusion.stages.base_model import BaseModelConfig
+
+    out = Path(args.out)
+    try:
+        check_out_folder(out)
+    except (FileExistsError, NotADirectoryError) as e:
+        print(f"dreamdiffusion weights demo: {e}", file=sys.stderr)
+        return 2
+    report = write_demo_weights(out, BaseModelConfig(classes=args.classes, seed=args.seed))
+    print(f"base model in {out / 'sd'}, warmed-up tiny CLIP in {out / 'clip'}, evaluation networks in {out / 'eval'}")
+    print(f"check (a): the demo classifier recognises {report.caption_sample_accuracy:.1%} of the base model's caption samples")
+    print(f"check (b): the demo classifier is right on {report.classifier_held_out_accuracy:.1%} of held-out generator pictures")
+    print(f"VAE reconstruction PSNR {report.vae_psnr:.1f} dB; caption samples: {out / SAMPLES_PNG}")
+    times = ", ".join(f"{k} {report.wall_seconds[k]:.0f} s ({report.cpu_seconds[k]:.0f} CPU-s)" for k in report.wall_seconds)
+    print(f"time: {times}; all figures in {out / MANIFEST}")
     return 0
 
 
@@ -115,6 +140,14 @@ def _warmup_classes(text: str) -> int:
     return value
 
 
+def _class_count(text: str) -> int:
+    """A class count of at least 2 (the demo's models tell classes apart)."""
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value}: the demo's models need at least 2 classes (the synthetic dataset's class count)")
+    return value
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     weights = commands.add_parser("weights", help="model weights: tiny random ones for the demo")
     sub = weights.add_subparsers(dest="weights_command", required=True)
@@ -131,6 +164,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         "class count) so its embeddings separate them; 0: leave it random",
     )
     p.set_defaults(func=tiny)
+    d = sub.add_parser(
+        "demo",
+        help="train the embedded default's models on synthetic pictures of their own (never the dataset's) and "
+        "write them to --out: base model (sd/), warmed-up CLIP (clip/), evaluation networks (eval/)",
+    )
+    d.add_argument("--out", required=True, help="new, empty or earlier `weights` folder that receives sd/, clip/ and eval/")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--classes", type=_class_count, default=10, help="class count of the synthetic dataset the demo uses")
+    d.set_defaults(func=demo)
     f = sub.add_parser("fetch", help="download SD-1.5 and CLIP ViT-L/14 to --out (needs internet)")
     f.add_argument("--out", default="weights", help="folder that receives one sub-folder per model")
     f.set_defaults(func=fetch)

@@ -102,3 +102,22 @@ def random_crop(image, fraction: float, generator: torch.Generator | None = None
     return image.crop((left, top, left + w, top + h))
 
 
+
+
+def jpeg_round_trip(image, quality: int = 90):
+    """``image`` as it reads back after being saved as JPEG at ``quality`` (how the datasets store pictures)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
+
+
+def stored_pictures_tensor(pictures: list, size: int, quality: int = 90) -> torch.Tensor:
+    """PIL pictures → ``[N, 3, size, size]`` float32 in [-1, 1], each as stage 2 would read it from a JPEG
+    file of ``quality`` (:func:`jpeg_round_trip`, then :func:`to_tensor`)."""
+    return torch.stack([to_tensor(jpeg_round_trip(p, quality), size) for p in pictures])

@@ -33,6 +33,7 @@ import colorsys
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,6 +48,11 @@ SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross", "ring", "h
 EEG_FILE = "eeg_5_95_std.pth"
 SINGLE_FILE = "block_splits_by_image_single.pth"
 ALL_FILE = "block_splits_by_image_all.pth"
+JPEG_QUALITY = 90
+# The writer's random streams: default_rng(seed) (image order, trial lengths) and default_rng([seed, k]) for
+# k = 1..4 (EEG model, trials, splits, pictures). Other users of synth_image take other k.
+DATASET_PICTURE_STREAM = 4
+DATASET_STREAMS = (1, 2, 3, DATASET_PICTURE_STREAM)
 
 
 @dataclass(frozen=True)
@@ -360,14 +366,40 @@ def write_synthetic_imagenet_eeg(
     for i, trial in enumerate(dataset):
         every[split_of[trial["image"]]].append(i)
 
-    image_rng = np.random.default_rng([cfg.seed, 4])
     with atomic_dir(out) as tmp:
         torch.save({"dataset": dataset, "labels": labels, "images": images}, tmp / EEG_FILE)
         torch.save({"splits": [single]}, tmp / SINGLE_FILE)
         torch.save({"splits": [every]}, tmp / ALL_FILE)
-        for i, name in enumerate(images):
-            folder = tmp / "images" / labels[i // cfg.images_per_class]
+        for name, picture in dataset_pictures(cfg):
+            folder = tmp / "images" / name.split("_")[0]
             folder.mkdir(parents=True, exist_ok=True)
-            synth_image(image_rng, i // cfg.images_per_class, cfg.classes, cfg).save(folder / f"{name}.JPEG", format="JPEG", quality=90)
+            picture.save(folder / f"{name}.JPEG", format="JPEG", quality=JPEG_QUALITY)
         (tmp / "synthetic.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     return out
+
+
+def dataset_pictures(cfg: SyntheticConfig) -> Iterator[tuple[str, "PIL.Image.Image"]]:  # noqa: F821
+    """``(image name, PIL picture)`` of every picture of the dataset ``cfg`` describes (all splits), in the
+    order :func:`write_synthetic_imagenet_eeg` writes them, before JPEG compression.
+
+    They come from the stream ``default_rng([seed, DATASET_PICTURE_STREAM])``; every other user of
+    :func:`synth_image` (the demo's base model, classifier and CLIP warm-up) draws from a stream of its own.
+    """
+    image_rng = np.random.default_rng([cfg.seed, DATASET_PICTURE_STREAM])
+    for i in range(cfg.classes * cfg.images_per_class):
+        label = i // cfg.images_per_class
+        yield f"{wnid(label)}_{i % cfg.images_per_class + 1}", synth_image(image_rng, label, cfg.classes, cfg)
+
+
+def own_pictures(stream: int, classes: int, pictures_per_class: int, seed: int = 0) -> tuple[list, list[int]]:
+    """``(pictures, labels)``: ``pictures_per_class`` PIL pictures of each of ``classes`` classes, class after
+    class, from ``default_rng([seed, stream])``, for models that must know the pictures without seeing the
+    dataset's. ``stream`` must not be one of the dataset writer's (1-4)."""
+    if stream in DATASET_STREAMS:
+        raise ValueError(f"picture stream {stream} is one of the dataset's own streams {DATASET_STREAMS}; pick another")
+    if classes < 2 or pictures_per_class < 1:
+        raise ValueError(f"classes={classes}, pictures_per_class={pictures_per_class}: need >= 2 classes and >= 1 picture each")
+    rng = np.random.default_rng([seed, stream])
+    cfg = SyntheticConfig(classes=classes, seed=seed)
+    labels = [k for k in range(classes) for _ in range(pictures_per_class)]
+    return [synth_image(rng, k, classes, cfg) for k in labels], labels

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from dreamdiffusion.models.provenance import RANDOM, write_folder_provenance
+
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 CLIP_VIT_L14 = "openai/clip-vit-large-patch14"
 
@@ -131,7 +133,8 @@ def clip_fingerprint(source: str) -> str:
 
 
 def build_tiny_sd(folder: str | os.PathLike, seed: int = 0, image_size: int = 64, cross_attention_dim: int = 32) -> Path:
-    """Write a tiny random Stable Diffusion (same classes as SD-1.5) to ``folder`` and return it.
+    """Write a tiny random Stable Diffusion (same classes as SD-1.5; weights marked ``provenance: random``) to
+    ``folder`` and return it.
 
     The VAE down-samples 8× like SD's (four blocks), so ``image_size`` 64 gives 4 × 8 × 8 latents.
     """
@@ -169,6 +172,7 @@ def build_tiny_sd(folder: str | os.PathLike, seed: int = 0, image_size: int = 64
     unet.save_pretrained(folder / "unet")
     vae.save_pretrained(folder / "vae")
     scheduler.save_pretrained(folder / "scheduler")
+    write_folder_provenance(folder, RANDOM)
     return folder
 
 
@@ -194,10 +198,13 @@ def build_tiny_clip(
     )
     model = CLIPVisionModelWithProjection(config)
     processor = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    provenance = RANDOM
     if warmup is not None:
-        from dreamdiffusion.models.tiny_clip_warmup import warm_up_tiny_clip
+        from dreamdiffusion.models.tiny_clip_warmup import warm_up_tiny_clip, warmup_provenance
 
         warm_up_tiny_clip(model, processor, warmup)
+        provenance = warmup_provenance(warmup)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    write_folder_provenance(folder, provenance)
     return folder

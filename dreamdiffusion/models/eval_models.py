@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from dreamdiffusion.models import strict_load
+from dreamdiffusion.models.provenance import PROVENANCE_KEY, RANDOM, read_provenance
 
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,7 +74,6 @@ def read_state_dict(path: str | os.PathLike, what: str) -> dict[str, Tensor]:
 
 
 PUBLISHED = "published"
-RANDOM = "random"
 
 
 def weights_provenance(path: str | os.PathLike | None) -> str:
@@ -82,10 +82,7 @@ def weights_provenance(path: str | os.PathLike | None) -> str:
     file → its ``"provenance"`` metadata (``"random"`` for the tiny random networks), ``"unlabelled"`` without."""
     if path is None or Path(path).suffix != ".safetensors":
         return PUBLISHED
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return (f.metadata() or {}).get("provenance", "unlabelled")
+    return read_provenance(path) or "unlabelled"
 
 
 def download_state_dict(url: str, what: str) -> dict[str, Tensor]:
@@ -145,11 +142,21 @@ class ImageClassifier(nn.Module):
         return self.model(self.preprocess(images.float().clamp(0, 1))).float().softmax(dim=-1)
 
 
+def local_preprocess(image_size: int) -> nn.Module:
+    """Preprocessing of a classifier given by ``weights_path`` alone: resize + centre crop to ``image_size``
+    (bilinear), ImageNet mean/std; images ``[N, 3, H, W]`` in [0, 1]."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms._presets import ImageClassification
+
+    return ImageClassification(
+        crop_size=image_size, resize_size=image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        interpolation=InterpolationMode.BILINEAR,
+    )
+
+
 def load_classifier(config: ClassifierConfig) -> ImageClassifier:
     """Build the configured torchvision classifier and load its weights (local file or torchvision download)."""
     import torchvision
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms._presets import ImageClassification
 
     if config.architecture not in torchvision.models.list_models():
         raise ValueError(f"classifier architecture {config.architecture!r} is not a torchvision model name")
@@ -175,10 +182,7 @@ def load_classifier(config: ClassifierConfig) -> ImageClassifier:
             raise ValueError(
                 "classifier: without `weights` (a torchvision weights name) give weights_path, num_classes and image_size"
             )
-        preprocess = ImageClassification(
-            crop_size=config.image_size, resize_size=config.image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-            interpolation=InterpolationMode.BILINEAR,
-        )
+        preprocess = local_preprocess(config.image_size)
         source = config.weights_path
     model = torchvision.models.get_model(config.architecture, weights=None, **kwargs)
     if config.weights_path is not None:
@@ -196,7 +200,9 @@ def load_classifier(config: ClassifierConfig) -> ImageClassifier:
 @dataclass
 class InceptionConfig:
     """Inception network of FID/IS: ``inception_v3_fidelity`` (the standard FID network; 2048 pool features,
-    1008 logits) or ``tiny`` (:class:`TinyInception`, tests and demo). ``weights_path``: local file; empty:
+    1008 logits), ``tiny`` (:class:`TinyInception`, random, for tests) or ``classifier`` (a torchvision
+    classifier trained on the pictures, :class:`ClassifierInception`; the demo's). ``weights_path``: local
+    file (for ``classifier``: the classifier's ``.safetensors`` with its ``.json`` beside it); empty:
     torch-fidelity's published file through the torch.hub cache."""
 
     architecture: str = "inception_v3_fidelity"
@@ -240,8 +246,52 @@ class InceptionOutput(nn.Module):
         return self.net(images)
 
 
+class ClassifierInception(nn.Module):
+    """A trained torchvision classifier in Inception's role: uint8 ``[N, 3, H, W]`` → its penultimate features
+    ``[N, num_features]`` (the input of its last ``nn.Linear``; ``output="pool"``, for FID) or its logits
+    ``[N, num_classes]`` (``output="logits"``, for IS). Preprocessing as :class:`ImageClassifier`'s."""
+
+    def __init__(self, classifier: ImageClassifier, output: str = "pool") -> None:
+        super().__init__()
+        if output not in ("pool", "logits"):
+            raise ValueError(f"output must be 'pool' or 'logits', got {output!r}")
+        linears = [m for m in classifier.model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError(f"{type(classifier.model).__name__} has no nn.Linear head to take penultimate features from")
+        self.classifier, self.head, self.output = classifier, linears[-1], output
+        self.num_features = self.head.in_features if output == "pool" else classifier.num_classes
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        if images.dtype != torch.uint8:
+            raise TypeError(f"Inception networks take uint8 images, got {images.dtype}")
+        captured = []
+        hook = self.head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+        try:
+            logits = self.classifier.model(self.classifier.preprocess(images.float() / 255))
+        finally:
+            hook.remove()
+        return (captured[0] if self.output == "pool" else logits).float()
+
+
+def classifier_sidecar(weights_path: str | os.PathLike) -> Path:
+    """The JSON beside a trained classifier's weights that says how to build it (``<weights>.json``)."""
+    return Path(weights_path).with_suffix(".json")
+
+
 def load_inception(config: InceptionConfig) -> tuple[nn.Module, nn.Module]:
     """``(pool_features_net, logits_net)`` for FID and IS; both take uint8 images ``[N, 3, H, W]``."""
+    if config.architecture == "classifier":
+        if config.weights_path is None:
+            raise ValueError("inception architecture 'classifier' needs weights_path (written by `dreamdiffusion weights demo`)")
+        sidecar = classifier_sidecar(config.weights_path)
+        if not sidecar.is_file():
+            raise FileNotFoundError(
+                f"inception architecture 'classifier': {sidecar} is missing; it says how to build the classifier "
+                f"{config.weights_path} (`dreamdiffusion weights demo` writes both)"
+            )
+        classifier = load_classifier(ClassifierConfig(**json.loads(sidecar.read_text()), weights=None, weights_path=config.weights_path))
+        return ClassifierInception(classifier, "pool"), ClassifierInception(classifier, "logits")
     if config.architecture == "tiny":
         if config.weights_path is None:
             raise ValueError("inception architecture 'tiny' needs weights_path (written by `dreamdiffusion weights tiny-eval`)")
@@ -254,7 +304,9 @@ def load_inception(config: InceptionConfig) -> tuple[nn.Module, nn.Module]:
             nets[-1].provenance = weights_provenance(config.weights_path)
         return nets[0], nets[1]
     if config.architecture != "inception_v3_fidelity":
-        raise ValueError(f"inception architecture {config.architecture!r}: choose 'inception_v3_fidelity' or 'tiny'")
+        raise ValueError(
+            f"inception architecture {config.architecture!r}: choose 'inception_v3_fidelity', 'classifier' or 'tiny'"
+        )
     from torchmetrics.image.fid import NoTrainInceptionV3
 
     if config.weights_path is not None:
@@ -313,7 +365,8 @@ def load_lpips_net(config: LPIPSConfig) -> nn.Module:
 
 # ---------------------------------------------------------------------------------------------- tiny builders
 def build_tiny_eval_networks(folder: str | os.PathLike, seed: int = 0, n_classes: int = 100) -> dict[str, str]:
-    """Write random evaluation networks to ``folder`` and return their paths by config key:
+    """Write random evaluation networks (safetensors metadata ``provenance: random``) to ``folder`` and return
+    their paths by config key:
 
     * ``classifier.safetensors``: torchvision ``squeezenet1_1`` with ``n_classes`` classes (64 px input);
     * ``inception.safetensors`` + ``inception.json``: :class:`TinyInception` (64 pool features);
@@ -333,7 +386,7 @@ def build_tiny_eval_networks(folder: str | os.PathLike, seed: int = 0, n_classes
     def save(module: nn.Module, name: str, prefix: str = "") -> str:
         state = {prefix + k: v.detach().contiguous() for k, v in module.state_dict().items()}
         with atomic_path(folder / name) as tmp:
-            save_file(state, str(tmp), metadata={"provenance": RANDOM})
+            save_file(state, str(tmp), metadata={PROVENANCE_KEY: RANDOM})
         return str(folder / name)
 
     paths = {"classifier": save(torchvision.models.squeezenet1_1(weights=None, num_classes=n_classes), "classifier.safetensors")}
@@ -364,7 +417,7 @@ def write_random_inception_v3(path: str | os.PathLike, seed: int = 0) -> Path:
         net = RandomInception("inception-v3-compat", ["2048"])
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata={"provenance": RANDOM})
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata={PROVENANCE_KEY: RANDOM})
     return path
 
 

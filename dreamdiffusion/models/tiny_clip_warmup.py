@@ -57,6 +57,15 @@ def warmup_corpus(warmup: ClipWarmup) -> tuple[list, torch.Tensor]:
     return pictures, torch.arange(warmup.classes).repeat_interleave(warmup.pictures_per_class)
 
 
+def warmup_provenance(warmup: ClipWarmup) -> str:
+    """What a warmed-up tower was trained on (the ``provenance`` metadata of its weights file)."""
+    return (
+        f"tiny CLIP warm-up: {warmup.steps} contrastive steps on {warmup.classes * warmup.pictures_per_class} synthetic "
+        f"pictures ({warmup.classes} classes) drawn from default_rng([{warmup.seed}, {CORPUS_STREAM}]), none from a "
+        "synthetic dataset"
+    )
+
+
 def warm_up_tiny_clip(model, processor, warmup: ClipWarmup) -> list[float]:
     """Train ``model`` (a ``CLIPVisionModelWithProjection``) in place; returns the loss of every step.
 

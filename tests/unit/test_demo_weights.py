@@ -1,0 +1,123 @@
+"""`dreamdiffusion weights demo`: the demo's models never see a picture of the synthetic dataset; bad input."""
+
+import hashlib
+import io
+import json
+
+import pytest
+
+from dreamdiffusion.data import synthetic
+from dreamdiffusion.data.synthetic import SyntheticConfig, dataset_pictures, own_pictures, write_synthetic_imagenet_eeg
+from dreamdiffusion.models.demo_weights import DemoChecks, write_demo_weights
+from dreamdiffusion.models.picture_classifier import CLASSIFIER_TRAIN_STREAM, HELD_OUT_STREAM, PictureClassifierConfig
+from dreamdiffusion.models.provenance import RANDOM, read_provenance
+from dreamdiffusion.models.tiny_clip_warmup import ClipWarmup, warmup_corpus
+from dreamdiffusion.stages.base_model import BASE_MODEL_STREAM, BaseModelConfig
+
+
+def pixel_hash(picture) -> str:
+    """Hash of a PIL picture's size and pixel bytes (before any JPEG compression)."""
+    return hashlib.sha256(repr(picture.size).encode() + picture.tobytes()).hexdigest()
+
+
+def dataset_hashes(classes: int, images_per_class: int, seed: int = 0) -> set[str]:
+    """Every picture of the synthetic dataset of that size, all splits, regenerated from the writer's stream."""
+    cfg = SyntheticConfig(classes=classes, images_per_class=images_per_class, seed=seed)
+    return {pixel_hash(picture) for _, picture in dataset_pictures(cfg)}
+
+
+def test_the_writer_stores_exactly_the_pictures_dataset_pictures_regenerates(tmp_path):
+    folder = write_synthetic_imagenet_eeg(tmp_path / "data", classes=3, images_per_class=4, subjects=1)
+    regenerated = list(dataset_pictures(SyntheticConfig(classes=3, images_per_class=4)))
+    assert len(regenerated) == 12
+    for name, picture in regenerated:
+        encoded = io.BytesIO()
+        picture.save(encoded, format="JPEG", quality=90)
+        assert (folder / "images" / name.split("_")[0] / f"{name}.JPEG").read_bytes() == encoded.getvalue()
+
+
+def test_the_demo_models_own_pictures_are_never_the_datasets():
+    """At the demo's sizes: 10 classes; the dataset with the demo's 5 and a larger 50 images per class."""
+    seen = {
+        "base model": own_pictures(BASE_MODEL_STREAM, 10, BaseModelConfig().pictures_per_class)[0],
+        "classifier": own_pictures(CLASSIFIER_TRAIN_STREAM, 10, PictureClassifierConfig().pictures_per_class)[0],
+        "held-out check": own_pictures(HELD_OUT_STREAM, 10, 30)[0],
+        "tiny CLIP": warmup_corpus(ClipWarmup(classes=10))[0],
+    }
+    forbidden = dataset_hashes(10, 5) | dataset_hashes(10, 50)
+    hashes = {name: {pixel_hash(p) for p in pictures} for name, pictures in seen.items()}
+    for name, own in hashes.items():
+        assert len(own) == len(seen[name])  # distinct pictures: the hash tells pictures apart
+        assert not own & forbidden, name
+    assert not hashes["classifier"] & hashes["held-out check"]
+
+
+def test_no_dataset_picture_is_drawn_while_writing_the_demo_weights(tmp_path, monkeypatch):
+    """Every picture synth_image draws during `weights demo` (stage 0, classifier, CLIP, checks) is recorded."""
+    drawn = []
+    original = synthetic.synth_image
+
+    def recording(*args, **kwargs):
+        picture = original(*args, **kwargs)
+        drawn.append(pixel_hash(picture))
+        return picture
+
+    monkeypatch.setattr(synthetic, "synth_image", recording)
+    base = BaseModelConfig(classes=3, pictures_per_class=3, vae_steps=1, vae_batch_size=2, unet_steps=1, unet_batch_size=2)
+    classifier = PictureClassifierConfig(classes=3, pictures_per_class=3, steps=1, batch_size=2)
+    checks = DemoChecks(samples_per_class=1, num_inference_steps=1, held_out_per_class=2)
+    report = write_demo_weights(tmp_path / "w", base, classifier, clip_warmup_steps=1, checks=checks)
+    # base model 9, classifier 9, held-out 6 (+ 30 for the VAE PSNR), CLIP warm-up 3 x 20
+    assert len(drawn) == 9 + 30 + 9 + 6 + 60
+    assert not set(drawn) & dataset_hashes(3, 5)
+    assert 0.0 <= report.caption_sample_accuracy <= 1.0 and 0.0 <= report.classifier_held_out_accuracy <= 1.0
+    w = tmp_path / "w"
+    assert read_provenance(w / "eval" / "alexnet.safetensors") == RANDOM
+    for trained in ("eval/classifier.safetensors", "sd/unet/diffusion_pytorch_model.safetensors", "clip/model.safetensors"):
+        assert "none from a synthetic dataset" in read_provenance(w / trained)
+    manifest = json.loads((w / "demo_weights.json").read_text())
+    assert manifest["report"]["caption_sample_accuracy"] == report.caption_sample_accuracy
+    assert (w / "caption_samples.png").is_file()
+
+
+def test_weights_tiny_marks_its_files_random(cli, tmp_path):
+    assert cli("weights", "tiny", "--out", str(tmp_path / "w")) == 0
+    files = sorted((tmp_path / "w").rglob("*.safetensors"))
+    assert len(files) == 6  # unet, vae, clip, classifier, inception, alexnet
+    assert {read_provenance(f) for f in files} == {RANDOM}
+
+
+def test_one_class_is_a_usage_error_before_anything_is_written(cli, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli("weights", "demo", "--out", str(tmp_path / "w"), "--classes", "1")
+    assert exit_info.value.code == 2
+    assert "--classes: 1: the demo's models need at least 2 classes" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_folder_that_is_not_ours_is_refused_and_left_alone(cli, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    assert cli("weights", "demo", "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} holds thesis.tex, which `dreamdiffusion weights` did not write" in err
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
+    (tmp_path / "file").write_text("x")
+    assert cli("weights", "demo", "--out", str(tmp_path / "file")) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="stage 0 does not draw recognisably yet: at the full demo budget 27% of caption samples are recognised (target 90%)",
+)
+def test_a_small_budget_base_model_draws_classes_the_classifier_recognises(tmp_path):
+    """3 classes (red circle, green square, blue triangle), a fraction of the demo's budget."""
+    base = BaseModelConfig(classes=3, pictures_per_class=40, vae_steps=150, unet_steps=400)
+    classifier = PictureClassifierConfig(classes=3, steps=60)
+    checks = DemoChecks(samples_per_class=10, held_out_per_class=20)
+    report = write_demo_weights(tmp_path / "w", base, classifier, clip_warmup_steps=20, checks=checks)
+    assert report.classifier_held_out_accuracy >= 0.95
+    assert report.caption_sample_accuracy >= 0.9
