@@ -8,7 +8,7 @@ export MNE_DATA ?= $(CURDIR)/data/mne
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast docs docs-check demo demo-eval demo-things data-moabb data-check data-check-things weights reproduce reproduce-things table2 eval-authors clean
+.PHONY: help install test test-fast docs docs-check demo demo-seeds demo-eval demo-things data-moabb data-check data-check-things weights reproduce reproduce-things table2 eval-authors clean
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -33,16 +33,23 @@ docs: install  ## Regenerate the config reference tables in docs/ from the code
 docs-check: install  ## Fail when a config reference table in docs/ is stale
 	$(BIN)/python scripts/config_reference.py --check
 
-# make demo: the tiny CLIP is warmed up on synthetic pictures of the demo's 10 classes (never the dataset's);
-# the synthetic EEG's signal-to-noise makes the class readable, not trivial.
-DEMO_WEIGHTS ?= --clip-warmup-classes 10
+# make demo: a miniature of the paper's world, every part synthetic (docs/demo-world.md). Stage 0 (`weights demo`)
+# trains the base model that draws and the classifier that knows the pictures, on pictures of their own (never
+# the dataset's); the synthetic EEG's signal-to-noise makes the class readable, not trivial.
 DEMO_DATA ?= --subjects 6 --snr 1.5
 # stage 3 on an ablation's pipeline (<run_dir>/finetune_<row>/pipeline) into <run_dir>/eval_<row>
 demo_eval = --model.init_args.pipeline=$(RUN_DIR)/finetune_$(1)/pipeline --trainer.default_root_dir=$(RUN_DIR)/eval_$(1)
-demo: install  ## Embedded default on CPU: tiny models, synthetic pairs, 3 stages + 2 ablations (same budget); prints the table
-	mkdir -p $(MNE_DATA)
-	$(BIN)/dreamdiffusion weights tiny --out $(RUN_DIR)/weights $(DEMO_WEIGHTS)
+demo_rows = full=$(RUN_DIR)/eval no_pretrain=$(RUN_DIR)/eval_no_pretrain no_clip=$(RUN_DIR)/eval_no_clip
+
+$(RUN_DIR)/weights/demo_weights.json:
+	$(BIN)/dreamdiffusion weights demo --out $(RUN_DIR)/weights
+
+$(RUN_DIR)/data/synthetic.json:
 	$(BIN)/dreamdiffusion data synth-imagenet-eeg --out $(RUN_DIR)/data $(DEMO_DATA)
+
+demo: install  ## Embedded default on CPU: stage 0, then stages 1-3 for full / no_pretrain / no_clip (same budget); table + summary.png
+	mkdir -p $(MNE_DATA)
+	$(MAKE) --no-print-directory $(RUN_DIR)/weights/demo_weights.json $(RUN_DIR)/data/synthetic.json
 	$(BIN)/dreamdiffusion fit -c configs/demo/pretrain.yaml --run_dir=$(RUN_DIR)
 	$(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml --run_dir=$(RUN_DIR)
 	$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(RUN_DIR)
@@ -51,12 +58,34 @@ demo: install  ## Embedded default on CPU: tiny models, synthetic pairs, 3 stage
 	$(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml -c configs/ablations/finetune_no_clip.yaml --run_dir=$(RUN_DIR)
 	$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(RUN_DIR) $(call demo_eval,no_clip)
 	@echo
-	@echo "Synthetic test split, tiny random models (CLIP warmed up on pictures of its own), CPU, the same budget per row:"
-	@$(BIN)/python scripts/collect_metrics.py full=$(RUN_DIR)/eval no_pretrain=$(RUN_DIR)/eval_no_pretrain no_clip=$(RUN_DIR)/eval_no_clip
+	@echo "Synthetic test split; the demo's trained base model and classifier (LPIPS: random AlexNet); CPU; the same budget per row:"
+	@$(BIN)/python scripts/collect_metrics.py $(demo_rows)
+	@$(BIN)/python scripts/summary_figure.py $(demo_rows) --columns full,no_clip --out $(RUN_DIR)/summary.png
 	@echo
-	@echo "images: $(RUN_DIR)/eval/samples/grid_class*.png (rows: trials; ground truth | samples), likewise eval_no_pretrain/ and eval_no_clip/"
+	@echo "summary picture: $(RUN_DIR)/summary.png (one test trial per class: ground truth | full | no_clip | shuffled-EEG control)"
+	@echo "images: $(RUN_DIR)/eval*/samples/grid_class*.png; the base model's own caption samples: $(RUN_DIR)/weights/caption_samples.png"
 	@echo "TensorBoard logs: tensorboard --logdir $(RUN_DIR)   (pretrain/ and finetune*/lightning_logs)"
 	@echo "encoder: $(RUN_DIR)/pretrain; pipelines: $(RUN_DIR)/finetune*/pipeline; full reports: $(RUN_DIR)/eval*/metrics.md"
+
+# make demo-seeds: full and no_pretrain over SEEDS (stages 1-3 seeded; the same weights, data and corpus cache),
+# then the paired difference with a 95% interval (scripts/compare_runs.py).
+SEEDS ?= 0 1 2
+seed_dir = $(RUN_DIR)/seeds/seed$(1)
+seed_args = --run_dir=$(call seed_dir,$(1)) --seed_everything=$(1)
+demo-seeds: install  ## full vs no_pretrain over SEEDS="0 1 2" in $(RUN_DIR)/seeds/ (after or without make demo); prints the paired differences
+	mkdir -p $(MNE_DATA)
+	$(MAKE) --no-print-directory $(RUN_DIR)/weights/demo_weights.json $(RUN_DIR)/data/synthetic.json
+	for s in $(SEEDS); do \
+		d=$(RUN_DIR)/seeds/seed$$s; mkdir -p $$d; ln -sfn $(abspath $(RUN_DIR))/weights $$d/weights; ln -sfn $(abspath $(RUN_DIR))/data $$d/data; \
+		$(BIN)/dreamdiffusion fit -c configs/demo/pretrain.yaml --run_dir=$$d --seed_everything=$$s --data.init_args.cache_dir=$(RUN_DIR)/moabb_cache || exit 1; \
+		$(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml --run_dir=$$d --seed_everything=$$s || exit 1; \
+		$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$$d --seed_everything=$$s || exit 1; \
+		$(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml -c configs/ablations/finetune_no_pretrain.yaml --run_dir=$$d --seed_everything=$$s || exit 1; \
+		$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$$d --seed_everything=$$s \
+			--model.init_args.pipeline=$$d/finetune_no_pretrain/pipeline --trainer.default_root_dir=$$d/eval_no_pretrain || exit 1; \
+	done
+	$(BIN)/python scripts/compare_runs.py --names full no_pretrain --a $(foreach s,$(SEEDS),$(RUN_DIR)/seeds/seed$(s)/eval) \
+		--b $(foreach s,$(SEEDS),$(RUN_DIR)/seeds/seed$(s)/eval_no_pretrain) | tee $(RUN_DIR)/seeds/pretraining.md
 
 demo-eval: install  ## Stage 3 on the demo run: score $(RUN_DIR)/finetune/pipeline, print metrics.md
 	$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(RUN_DIR)

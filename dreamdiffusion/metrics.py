@@ -1,4 +1,4 @@
-"""Stage-3 metrics (SPEC.md, "Stage 3 — evaluation"), all torchmetrics ``Metric`` objects so they sync under DDP.
+"""Stage-3 metrics (DreamDiffusion Sec. 4 and Table 2), all torchmetrics ``Metric`` objects so they sync under DDP.
 
 * :class:`NWayTopKAccuracy` — the paper's n-way top-k classification accuracy (Table 2 reports 50-way top-1).
 * :class:`ImageMetrics` — FID (Inception-v3 pool features, 2048), IS (:class:`InceptionScore`: Inception-v3 logits, 10 splits), PSNR
@@ -37,7 +37,7 @@ def distractor_trials(n_classes: int, target: int, n_way: int, n_trials: int, se
 
 
 class NWayTopKAccuracy(Metric):
-    """n-way top-k accuracy of generated images (DreamDiffusion Table 2; SPEC.md).
+    """n-way top-k accuracy of generated images (DreamDiffusion Table 2).
 
     For each generated image: ``n_trials`` trials, each the ground-truth class plus ``n_way − 1`` distractor
     classes ≠ it drawn at random; the trial is a hit when the ground-truth class is among the ``top_k``

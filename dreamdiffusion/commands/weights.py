@@ -154,7 +154,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tiny", help="write tiny random SD, CLIP and evaluation networks (seeded) to --out")
     p.add_argument("--out", required=True, help="folder that receives sd/, clip/ and eval/")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=64, help="SD image side in pixels (latents are 1/8)")
+    p.add_argument("--image-size", type=int, default=32, help="SD image side in pixels (latents are 1/8); 32 like the demo's base model")
     p.add_argument("--cross-attention-dim", type=int, default=32)
     p.add_argument("--clip-image-size", type=int, default=32)
     p.add_argument("--clip-dim", type=int, default=32, help="CLIP projection (image embedding) size")

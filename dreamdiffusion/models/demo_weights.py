@@ -38,10 +38,12 @@ OURS = {"sd", "clip", "eval", MANIFEST, SAMPLES_PNG}
 @dataclass(frozen=True)
 class DemoChecks:
     """How the two checks are run: ``samples_per_class`` caption samples per class with DDIM
-    ``num_inference_steps``; ``held_out_per_class`` held-out generator pictures per class."""
+    ``num_inference_steps`` and classifier-free guidance ``guidance_scale`` (as SD is sampled from a prompt);
+    ``held_out_per_class`` held-out generator pictures per class."""
 
     samples_per_class: int = 10
     num_inference_steps: int = 20
+    guidance_scale: float = 3.0
     held_out_per_class: int = 30
 
 
@@ -160,7 +162,7 @@ def write_demo_weights(
         ))
         held_out_top1 = held_out_accuracy(loaded, classifier.classes, checks.held_out_per_class, base.seed, classifier.image_size)
         accuracy, images, _ = caption_sample_accuracy(
-            out / "sd", loaded, checks.samples_per_class, checks.num_inference_steps, base.seed
+            out / "sd", loaded, checks.samples_per_class, checks.num_inference_steps, base.seed, checks.guidance_scale
         )
     save_grid(images, base.classes, out / SAMPLES_PNG)
 

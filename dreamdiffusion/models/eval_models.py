@@ -260,6 +260,7 @@ class ClassifierInception(nn.Module):
             raise ValueError(f"{type(classifier.model).__name__} has no nn.Linear head to take penultimate features from")
         self.classifier, self.head, self.output = classifier, linears[-1], output
         self.num_features = self.head.in_features if output == "pool" else classifier.num_classes
+        self.provenance = getattr(classifier, "provenance", "unlabelled")  # FID/IS are as meaningful as the classifier
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:

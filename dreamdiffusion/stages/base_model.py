@@ -44,33 +44,36 @@ PHASES = ("vae", "unet")
 
 @dataclass(frozen=True)
 class BaseModelConfig:
-    """Every setting of stage 0, defaults in one place (the demo's: 10 classes, 64 px).
+    """Every setting of stage 0, defaults in one place (the demo's: 10 classes, 32 px, 4x VAE: latents 4 x 8 x 8).
 
     ``pictures_per_class`` pictures of each of ``classes`` classes form the training set. VAE:
     ``vae_block_out_channels`` (one entry per block; n blocks down-sample 2^(n-1) times), ``vae_steps``
     AdamW steps of ``vae_batch_size`` pictures at ``vae_lr``, KL weight ``kl_weight``; ``vae_norm_num_groups``
     GroupNorm groups. UNet:
     ``unet_block_out_channels``, ``cross_attention_dim`` (the caption/EEG token size), ``caption_tokens``
-    (77, SD's text length), ``unet_steps`` steps of ``unet_batch_size`` latents at ``unet_lr``.
+    (77, SD's text length), ``unet_steps`` steps of ``unet_batch_size`` latents at ``unet_lr``; a share
+    ``caption_dropout`` of the items sees the learned empty caption instead (as SD's training drops the text),
+    so samples can use classifier-free guidance.
     """
 
     classes: int = 10
     seed: int = 0
-    image_size: int = 64
+    image_size: int = 32
     pictures_per_class: int = 100
-    vae_block_out_channels: tuple[int, ...] = (16, 32, 32, 32)
+    vae_block_out_channels: tuple[int, ...] = (32, 64, 64)
     vae_norm_num_groups: int = 8
     latent_channels: int = 4
-    vae_steps: int = 300
+    vae_steps: int = 500
     vae_batch_size: int = 32
     vae_lr: float = 2e-3
     kl_weight: float = 1e-6
     unet_block_out_channels: tuple[int, int] = (32, 64)
     cross_attention_dim: int = 32
     caption_tokens: int = 77
-    unet_steps: int = 1000
+    unet_steps: int = 1500
     unet_batch_size: int = 32
     unet_lr: float = 1e-3
+    caption_dropout: float = 0.1
 
     def __post_init__(self) -> None:
         if self.classes < 2:
@@ -81,6 +84,8 @@ class BaseModelConfig:
                 f"image_size={self.image_size} must be a multiple of {factor * 2}: the VAE down-samples {factor}x "
                 "and the UNet once more"
             )
+        if not 0 <= self.caption_dropout < 1:
+            raise ValueError(f"caption_dropout={self.caption_dropout} must lie in [0, 1)")
         for key in ("pictures_per_class", "vae_steps", "vae_batch_size", "unet_steps", "unet_batch_size", "caption_tokens"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
@@ -160,6 +165,7 @@ class BaseModelModule(L.LightningModule):
         self.noise_scheduler = build_noise_scheduler()
         # One caption per class: [K, 77, D] tokens, unit scale like a layer-normed text encoder's output.
         self.captions = nn.Parameter(torch.randn(config.classes, config.caption_tokens, config.cross_attention_dim))
+        self.empty_caption = nn.Parameter(torch.randn(1, config.caption_tokens, config.cross_attention_dim))
         self.phase = "vae"
         self.losses: dict[str, list[float]] = {phase: [] for phase in PHASES}
 
@@ -175,7 +181,10 @@ class BaseModelModule(L.LightningModule):
         noise = torch.randn_like(z0)
         t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (z0.shape[0],), device=z0.device)
         zt = self.noise_scheduler.add_noise(z0, noise, t)
-        return F.mse_loss(self.unet(zt, t, encoder_hidden_states=self.captions[labels]).sample, noise)
+        captions = self.captions[labels]
+        dropped = torch.rand(labels.shape[0], device=labels.device) < self.config.caption_dropout
+        captions = torch.where(dropped[:, None, None], self.empty_caption.expand_as(captions), captions)
+        return F.mse_loss(self.unet(zt, t, encoder_hidden_states=captions).sample, noise)
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         loss = self.vae_loss(batch[0]) if self.phase == "vae" else self.diffusion_loss(*batch)
@@ -190,7 +199,7 @@ class BaseModelModule(L.LightningModule):
         if self.phase == "vae":
             params, lr, steps = list(self.vae.parameters()), c.vae_lr, c.vae_steps
         else:
-            params, lr, steps = [*self.unet.parameters(), self.captions], c.unet_lr, c.unet_steps
+            params, lr, steps = [*self.unet.parameters(), self.captions, self.empty_caption], c.unet_lr, c.unet_steps
         optimiser = torch.optim.AdamW(params, lr=lr)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.2)
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
@@ -249,9 +258,16 @@ def fit_base_model(config: BaseModelConfig) -> BaseModelModule:
     L.seed_everything(config.seed, verbose=False)
     images, labels = training_pictures(config)
     module = BaseModelModule(config)
-    _fit_phase(module, "vae", TensorDataset(images), config.vae_steps, config.vae_batch_size)
-    mean, std = module.freeze_vae(images)
-    _fit_phase(module, "unet", TensorDataset(mean, std, labels), config.unet_steps, config.unet_batch_size)
+    threads = torch.get_num_threads()
+    # These convolutions are too small to split: on 2 CPU cores a second thread made stage 0 slower (its
+    # threads waited on each other in the convolution backward), so it runs on one.
+    torch.set_num_threads(1)
+    try:
+        _fit_phase(module, "vae", TensorDataset(images), config.vae_steps, config.vae_batch_size)
+        mean, std = module.freeze_vae(images)
+        _fit_phase(module, "unet", TensorDataset(mean, std, labels), config.unet_steps, config.unet_batch_size)
+    finally:
+        torch.set_num_threads(threads)
     module.eval().requires_grad_(False)
     return module
 
@@ -282,5 +298,5 @@ def save_base_model(module: BaseModelModule, folder: str | os.PathLike, class_na
     module.vae.save_pretrained(folder / "vae")
     module.noise_scheduler.save_pretrained(folder / "scheduler")
     write_folder_provenance(folder, provenance)
-    save_captions(folder / "captions", module.captions.detach(), class_names, provenance)
+    save_captions(folder / "captions", module.captions.detach(), class_names, provenance, empty=module.empty_caption.detach())
     return folder

@@ -1,4 +1,4 @@
-"""Stage 3: generate images from the EEG of a split and measure them (DreamDiffusion Sec. 4; SPEC.md).
+"""Stage 3: generate images from the EEG of a split and measure them (DreamDiffusion Sec. 4).
 
 ``dreamdiffusion test -c configs/eval.yaml`` loads a stage-2 ``pipeline/`` folder, generates
 ``num_samples`` images per EEG trial of the data module's test split and writes into the stage folder

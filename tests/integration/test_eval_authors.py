@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_weights import tiny_eval_networks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from authors_format import TINY, TINY_LDM_CONFIG, build_authors_checkpoint
@@ -36,7 +37,8 @@ def test_imported_checkpoint_is_scored_by_stage_3(cli, repo, tmp_path, sampler):
     assert cli("test", "-c", str(repo / "configs/demo/eval.yaml"), f"--run_dir={tmp_path}",
                f"--model.init_args.pipeline={tmp_path / 'authors'}", f"--model.init_args.sampler={sampler}",
                "--model.init_args.num_inference_steps=2", "--model.init_args.image_size=64",
-               "--model.init_args.bootstrap_resamples=10", "--model.init_args.bootstrap_set_resamples=0") == 0
+               "--model.init_args.bootstrap_resamples=10", "--model.init_args.bootstrap_set_resamples=0",
+               *tiny_eval_networks(tmp_path)) == 0
     result = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert result["settings"]["sampler"] == sampler and result["generated_images"] == 2 * result["trials"]
     assert isinstance(result["metrics"]["fid"], float) and isinstance(result["metrics"]["retrieval_top1"], float)

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from dreamdiffusion.pipeline import build_tiny_pipeline
+from tiny_weights import tiny_eval_networks
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_demo_eval_writes_metrics_and_samples(cli, repo, run_dir):
-    assert cli("test", "-c", str(repo / "configs/demo/eval.yaml"), f"--run_dir={run_dir}") == 0
+    assert cli("test", "-c", str(repo / "configs/demo/eval.yaml"), f"--run_dir={run_dir}", *tiny_eval_networks(run_dir)) == 0
     out = run_dir / "eval"
     result = json.loads((out / "metrics.json").read_text())
     assert result["pipeline"] == str((run_dir / "finetune" / "pipeline").resolve())
@@ -71,11 +72,12 @@ def test_two_processes_give_the_same_figures_as_one(cli, repo, run_dir):
 
     config = str(repo / "configs/demo/eval.yaml")
     assert cli("test", "-c", config, f"--run_dir={run_dir}", f"--trainer.default_root_dir={run_dir / 'eval1'}",
-               "--data.init_args.batch_size=3") == 0
+               "--data.init_args.batch_size=3", *tiny_eval_networks(run_dir)) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "dreamdiffusion", "test", "-c", config, f"--run_dir={run_dir}",
-         f"--trainer.default_root_dir={run_dir / 'eval2'}", "--trainer.devices=2", "--trainer.strategy=ddp"],
+         f"--trainer.default_root_dir={run_dir / 'eval2'}", "--trainer.devices=2", "--trainer.strategy=ddp",
+         *tiny_eval_networks(run_dir)],
         cwd=repo, env=env, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -23,7 +23,7 @@ def smoke_model(tmp_path_factory):
 def test_the_base_model_folder_loads_through_load_sd_with_sds_schedule(smoke_model):
     module, folder = smoke_model
     sd = load_sd(str(folder), local_files_only=True)
-    assert sd.vae_scale_factor == 8 and sd.image_size == 64
+    assert sd.vae_scale_factor == 4 and sd.image_size == 32
     assert sd.unet.config.cross_attention_dim == 32
     schedule = sd.scheduler.config
     assert (schedule.num_train_timesteps, schedule.beta_start, schedule.beta_end, schedule.beta_schedule) == (
@@ -50,8 +50,10 @@ def test_sampling_from_captions_gives_seeded_images(smoke_model):
     _, folder = smoke_model
     a = sample_from_captions(folder, [0, 2], seeds=[1, 2], num_inference_steps=2)
     b = sample_from_captions(folder, [0, 2], seeds=[1, 2], num_inference_steps=2)
-    assert a.shape == (2, 3, 64, 64) and 0 <= a.min() and a.max() <= 1
+    assert a.shape == (2, 3, 32, 32) and 0 <= a.min() and a.max() <= 1
     assert torch.equal(a, b)
+    guided = sample_from_captions(folder, [0, 2], seeds=[1, 2], num_inference_steps=2, guidance_scale=3.0)
+    assert guided.shape == a.shape and not torch.equal(guided, a)  # guided against the learned empty caption
 
 
 def test_stage_0_is_deterministic_and_its_losses_are_recorded():
@@ -66,7 +68,8 @@ def test_stage_0_is_deterministic_and_its_losses_are_recorded():
     "change, message",
     [
         ({"classes": 1}, "at least 2 classes"),
-        ({"image_size": 72}, "multiple of 16"),
+        ({"image_size": 36}, "multiple of 8"),
+        ({"caption_dropout": 1.0}, "caption_dropout=1.0 must lie in"),
         ({"vae_steps": 0}, "vae_steps=0 must be >= 1"),
     ],
 )

@@ -47,6 +47,7 @@ def test_the_classifier_is_the_inception_of_fid_and_is(smoke_classifier):
     features = pool(images)
     assert features.shape == (4, pool.num_features) and pool.num_features == 512  # ResNet-18's pooled features
     assert logits(images).shape == (4, 3) and logits.num_features == 3
+    assert pool.provenance == logits.provenance == read_provenance(path)  # FID/IS labelled as their classifier is
     # the logits are the classifier's own: softmax of them is what load_classifier returns
     assert torch.allclose(logits(images).softmax(1), _load(path, config)(images.float() / 255), atol=1e-5)
     with pytest.raises(TypeError, match="uint8"):
