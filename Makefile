@@ -36,7 +36,7 @@ docs-check: install  ## Fail when a config reference table in docs/ is stale
 # make demo: a miniature of the paper's world, every part synthetic (docs/demo-world.md). Stage 0 (`weights demo`)
 # trains the base model that draws and the classifier that knows the pictures, on pictures of their own (never
 # the dataset's); the synthetic EEG's signal-to-noise makes the class readable, not trivial.
-DEMO_DATA ?= --subjects 6 --snr 1.5
+DEMO_DATA ?= --subjects 6 --snr 2.5
 # stage 3 on an ablation's pipeline (<run_dir>/finetune_<row>/pipeline) into <run_dir>/eval_<row>
 demo_eval = --model.init_args.pipeline=$(RUN_DIR)/finetune_$(1)/pipeline --trainer.default_root_dir=$(RUN_DIR)/eval_$(1)
 demo_rows = full=$(RUN_DIR)/eval no_pretrain=$(RUN_DIR)/eval_no_pretrain no_clip=$(RUN_DIR)/eval_no_clip

@@ -38,7 +38,7 @@ class PictureClassifierConfig:
     classes: int = 10
     seed: int = 0
     architecture: str = "resnet18"
-    image_size: int = 64
+    image_size: int = 32
     pictures_per_class: int = 60
     steps: int = 100
     batch_size: int = 32

@@ -11,4 +11,5 @@ def tiny_eval_networks(run_dir) -> list[str]:
         "--model.init_args.inception.architecture=tiny",
         f"--model.init_args.inception.weights_path={run_dir}/weights/eval/inception.safetensors",
         "--model.init_args.n_way=50",
+        "--model.init_args.is_splits=2",
     ]
