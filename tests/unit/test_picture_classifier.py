@@ -17,7 +17,7 @@ from dreamdiffusion.models.provenance import read_provenance
 
 def _load(path, config):
     return load_classifier(ClassifierConfig(
-        architecture=config.architecture, weights=None, weights_path=str(path), num_classes=config.classes, image_size=64
+        architecture=config.architecture, weights=None, weights_path=str(path), num_classes=config.classes, image_size=config.image_size
     ))
 
 
@@ -36,7 +36,7 @@ def test_the_classifier_file_loads_through_load_classifier_and_says_what_it_lear
     assert probs.shape == (5, 3) and torch.allclose(probs.sum(1), torch.ones(5))
     assert "drawn from default_rng([0, " in read_provenance(path)
     assert json.loads(path.with_suffix(".json").read_text()) == {
-        "architecture": config.architecture, "num_classes": 3, "image_size": 64, "builder_kwargs": {}
+        "architecture": config.architecture, "num_classes": 3, "image_size": 32, "builder_kwargs": {}
     }
 
 
