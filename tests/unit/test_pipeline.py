@@ -194,11 +194,13 @@ def test_changed_weights_are_refused(folder, tmp_path):
 
 
 def test_model_card_names_base_model_encoder_data_and_metrics(pipe, tmp_path):
-    pipe.save_pretrained(tmp_path / "p", base_model="stable-diffusion-v1-5/stable-diffusion-v1-5",
+    from dreamdiffusion.models.backbones import SD15  # a name for the card: nothing is fetched
+
+    pipe.save_pretrained(tmp_path / "p", base_model=SD15,
                          data="ImageNet-EEG (eeg_5_95_std.pth)", metrics={"val/loss": 0.1234, "top1": 0.45})
     card = (tmp_path / "p" / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: diffusers\n")
-    assert "base_model: stable-diffusion-v1-5/stable-diffusion-v1-5\n" in card
+    assert f"base_model: {SD15}\n" in card
     assert "preset `tiny`" in card and "ImageNet-EEG (eeg_5_95_std.pth)" in card
     assert "| val/loss | 0.1234 |" in card and "| top1 | 0.45 |" in card
 
