@@ -72,3 +72,39 @@ def test_paper_scale_configs_parse_with_the_cross_subject_overlay(cli, repo, cap
     printed = capsys.readouterr().out
     assert "ThingsEEG2DataModule" in printed and "test_subjects:\n    - 8" in printed
     assert "default_root_dir: /tmp/things-run/" in printed
+
+
+@pytest.mark.slow
+def test_things_eval_on_two_processes_gives_the_same_figures_as_one(cli, repo, run_dir):
+    """DDP on CPU (gloo, a subprocess: DDP re-executes argv): retrieval, the reconstruction suite and their
+    intervals do not depend on how the trials are split across processes."""
+    import os
+    import subprocess
+    import sys
+
+    config = str(repo / "configs/things/demo/eval.yaml")
+    # batches of 3 split 5 trials unevenly across the two processes
+    common = [f"--run_dir={run_dir}", "--data.init_args.batch_size=3"]
+    assert cli("test", "-c", config, *common, f"--trainer.default_root_dir={run_dir / 'things1'}") == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dreamdiffusion", "test", "-c", config, *common,
+         f"--trainer.default_root_dir={run_dir / 'things2'}", "--trainer.devices=2", "--trainer.strategy=ddp",
+         "--trainer.enable_progress_bar=false"],
+        cwd=repo, env={**env, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    one = json.loads((run_dir / "things1" / "metrics.json").read_text())
+    two = json.loads((run_dir / "things2" / "metrics.json").read_text())
+    assert one["settings"]["world_size"] == 1 and two["settings"]["world_size"] == 2
+    assert two["trials"] == one["trials"] == 5
+    a, b = one["things"], two["things"]
+    assert b["pictures"] == a["pictures"] and b["protocol"] == a["protocol"]
+    for section in ("retrieval", "reconstruction"):
+        assert set(b[section]) == set(a[section]), section
+        for key, figure in a[section].items():
+            assert b[section][key]["value"] == pytest.approx(figure["value"], rel=1e-5, abs=1e-6), (section, key)
+            assert b[section][key]["ci"] == pytest.approx(figure["ci"], rel=1e-4, abs=1e-4), (section, key)
+    for key, value in one["metrics"].items():
+        tolerance = 1e-4 if key.startswith("inception_score") else 1e-6  # features gathered in rank order
+        assert two["metrics"][key] == pytest.approx(value, rel=1e-5, abs=tolerance), key
