@@ -36,9 +36,13 @@ An item (same fields as :mod:`dreamdiffusion.data.imagenet_eeg`, so stages 2 and
 ``train_repetitions`` / ``test_repetitions``: ``single`` (one item per repetition) or ``average`` (one item per
 picture, the mean over its repetitions; the field's standard for test: the mean of 80).
 
-The official files were whitened (multivariate noise normalisation) with statistics that include the test EEG;
-``preprocessing_from_raw`` (documented in docs/data-things-eeg2.md) is the way to avoid that. :attr:`protocol_notes`
-says so, and stage 3 copies the notes into ``metrics.json``.
+The official files were whitened (multivariate noise normalisation) with statistics that include the test EEG.
+Preprocessing from the raw recordings (``dreamdiffusion data preprocess-things-eeg2``,
+:mod:`dreamdiffusion.data.things_eeg2_preprocess`) fits the whitening on training EEG only and leaves a manifest
+``preprocessing.json`` beside each subject's files; a subject folder with that manifest is reported as
+``from-raw``, one without as ``official`` (or ``synthetic`` in the twin). :attr:`protocol` holds each subject's
+source under ``preprocessing``, :attr:`protocol_notes` says whether the test-EEG leak is present, and stage 3
+copies both into ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from torch.utils.data import DataLoader, Dataset
 from dreamdiffusion.data.images import random_crop, read_image, to_tensor
 from dreamdiffusion.data.loaders import eval_loader, train_loader
 from dreamdiffusion.data.npy_dict import load_npy_dict
+from dreamdiffusion.data.things_eeg2_preprocess import read_manifest
 from dreamdiffusion.models.backbones import CLIP_VIT_L14
 from dreamdiffusion.signal import N_CHANS, N_TIMES, harmonise_channels, montage_index, replication_index, resample_window
 
@@ -73,7 +78,11 @@ OFFICIAL_WHITENING_NOTE = (
     "statistics that include the test EEG; preprocess from the raw files (preprocessing_from_raw, see "
     "docs/data-things-eeg2.md) to remove that leak"
 )
-SYNTHETIC_NOTE = "EEG from the synthetic twin of THINGS-EEG2 (synthetic.json in root): no whitening, no real recording"
+FROM_RAW_NOTE = (
+    "EEG preprocessed from the raw THINGS-EEG2 recordings by dreamdiffusion data preprocess-things-eeg2: whitening "
+    "(multivariate noise normalisation) fit on the training partition only, no test-EEG statistics (preprocessing.json)"
+)
+SYNTHETIC_NOTE = "EEG from the synthetic twin of THINGS-EEG2 (synthetic.json in root): no real recording"
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -184,6 +193,21 @@ def validation_concepts(training_concepts: list[str], val_concepts: int, split_s
 def trial_index(subject: int, condition: int, repetition: int) -> int:
     """The item's ``index``: unique per subject, picture and repetition (``AVERAGE`` for the mean)."""
     return (subject * SUBJECT_STRIDE + condition) * CONDITION_STRIDE + repetition
+
+
+def preprocessing_notes(sources: dict[str, str], synthetic: bool) -> list[str]:
+    """The notes ``metrics.json`` carries for the subjects' preprocessing sources (``sub-XX`` -> source)."""
+    def subjects(source: str) -> str:
+        return ", ".join(k for k, v in sources.items() if v == source)
+
+    notes = []
+    if "from-raw" in sources.values():
+        notes.append(FROM_RAW_NOTE + (f" ({subjects('from-raw')})" if len(set(sources.values())) > 1 else ""))
+    if "official" in sources.values():
+        notes.append(OFFICIAL_WHITENING_NOTE + (f" ({subjects('official')})" if len(set(sources.values())) > 1 else ""))
+    if synthetic:
+        notes.append(SYNTHETIC_NOTE + ("; its preprocessed files are not whitened" if "synthetic" in sources.values() else ""))
+    return notes
 
 
 # --------------------------------------------------------------------------------------- dataset
@@ -434,6 +458,7 @@ class ThingsEEG2DataModule(L.LightningDataModule):
             )
         self.labels = names
         first = next(iter(next(iter(readers.values())).values())).file
+        preprocessing = self._preprocessing(root, {part: sorted(r) for part, r in readers.items()})
         self.protocol = {
             "name": "leak-free",
             "dataset": "THINGS-EEG2",
@@ -445,13 +470,25 @@ class ThingsEEG2DataModule(L.LightningDataModule):
             "eeg_channels": len(first.ch_names),
             "eeg_times": len(first.times),
             "items": {k: len(v) for k, v in self.datasets.items()},
+            "preprocessing": preprocessing,
             "notes": [
                 f"leak-free protocol: validation = {len(held_out)} whole held-out training concepts; test = "
                 f"{len(split_conditions['test'])} unseen concepts, scored once",
-                SYNTHETIC_NOTE if (root / "synthetic.json").is_file() else OFFICIAL_WHITENING_NOTE,
+                *preprocessing_notes(preprocessing, (root / "synthetic.json").is_file()),
             ],
         }
         log.info("THINGS-EEG2: %s", self.protocol["items"])
+
+    def _preprocessing(self, root: Path, subjects: dict[str, list[int]]) -> dict[str, str]:
+        """``{"sub-XX": source}`` of every subject read: ``from-raw`` (a manifest of preprocess-things-eeg2 beside its
+        files, checked against them), else ``synthetic`` (the twin) or ``official``."""
+        synthetic = (root / "synthetic.json").is_file()
+        sources = {}
+        for subject in sorted({s for group in subjects.values() for s in group}):
+            folder = eeg_path(root, self.hparams.eeg_dir, subject, "training").parent
+            manifest = read_manifest(folder)
+            sources[f"sub-{subject:02d}"] = "from-raw" if manifest else ("synthetic" if synthetic else "official")
+        return sources
 
     def _check_images(self, root: Path, metadata: Metadata, parts: list[str]) -> None:
         missing = [

@@ -8,6 +8,8 @@
     <out>/image_metadata.npy        {"train_img_concepts", "train_img_files", "test_img_concepts", "test_img_files"}
     <out>/training_images/<concept>/<file>.jpg   <out>/test_images/<concept>/<file>.jpg
     <out>/synthetic.json            the generator's parameters
+    <out>/raw_data/sub-XX/ses-YY/raw_eeg_{training,test}.npy    with ``raw=True``: raw recordings at 1000 Hz
+                                    (:mod:`dreamdiffusion.data.things_eeg2_synthetic_raw`)
 
 Channels: the official 17 occipito-parietal ones (``channels=17``) or 63 of the 10-10 system (``channels=63``);
 epochs of −0.2…0.79 s at ``sfreq`` (100 Hz: 100 samples, as the official files; 250 Hz: 250, as NICE/ATM's).
@@ -34,6 +36,7 @@ import numpy as np
 
 from dreamdiffusion.atomic import atomic_dir
 from dreamdiffusion.data.synthetic import SHAPES, SyntheticConfig, synth_image
+from dreamdiffusion.data.things_eeg2_synthetic_raw import raw_patterns, write_raw_recordings
 
 CHANNELS_17 = ("Pz", "P3", "P7", "O1", "Oz", "O2", "P4", "P8", "P1", "P5", "PO7", "PO3", "POz", "PO4", "PO8", "P6", "P2")
 CHANNELS_63 = (
@@ -59,6 +62,9 @@ class ThingsSyntheticConfig:
     sfreq: float = 100.0
     signal_to_noise: float = 1.0
     seed: int = 0
+    raw: bool = False
+    raw_sessions: int = 4
+    raw_targets: int = 2
 
 
 def channel_names(channels: int) -> list[str]:
@@ -146,5 +152,11 @@ def write_synthetic_things_eeg2(out: str | os.PathLike, config: ThingsSyntheticC
             "test_img_files": np.array([f for _, f in pictures["test"]]),
         }
         np.save(tmp / "image_metadata.npy", metadata, allow_pickle=True)
+        if cfg.raw:  # a generator of its own: the files above are the same with or without raw recordings
+            raw_rng = np.random.default_rng([cfg.seed, 1])
+            labels = {part: [(0 if part == "training" else cfg.train_concepts) + concepts[part].index(k)
+                             for k, _ in pictures[part]] for part in pictures}
+            patterns = raw_patterns(raw_rng, evoked, labels, n_classes, hue, len(CHANNELS_63))
+            write_raw_recordings(tmp, cfg, patterns, list(CHANNELS_63), raw_rng)
         (tmp / "synthetic.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     return out

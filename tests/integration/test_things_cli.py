@@ -108,3 +108,22 @@ def test_things_eval_on_two_processes_gives_the_same_figures_as_one(cli, repo, r
     for key, value in one["metrics"].items():
         tolerance = 1e-4 if key.startswith("inception_score") else 1e-6  # features gathered in rank order
         assert two["metrics"][key] == pytest.approx(value, rel=1e-5, abs=tolerance), key
+
+
+def test_preprocess_from_raw_writes_files_the_data_module_reads_as_leak_free(tmp_path, capsys):
+    from dreamdiffusion.commands import main as plain
+    from dreamdiffusion.data.things_eeg2 import FROM_RAW_NOTE, ThingsEEG2DataModule
+
+    data = tmp_path / "data"
+    assert plain(["data", "synth-things-eeg2", "--out", str(data), "--subjects", "8", "--train-concepts", "3",
+                  "--test-concepts", "2", "--raw"]) == 0
+    assert plain(["data", "preprocess-things-eeg2", "--root", str(data), "--subjects", "8"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-2])
+    assert summary["whitening_fit"] == "training"
+    assert summary["shapes"] == {"training": [6, 4, 17, 100], "test": [2, 8, 17, 100], "whitening": [4, 17, 17]}
+    assert plain(["data", "check-things-eeg2", "--root", str(data), "--eeg-dir", "preprocessed_from_raw", "--subjects", "8"]) == 0
+    dm = ThingsEEG2DataModule(str(data), eeg_dir="preprocessed_from_raw", subjects=[8], val_concepts=1, eeg_only=True,
+                              batch_size=8, num_workers=0)
+    dm.setup("fit")
+    assert dm.protocol["preprocessing"] == {"sub-08": "from-raw"} and FROM_RAW_NOTE in dm.protocol_notes
+    assert next(iter(dm.train_dataloader())).shape == (8, 128, 512)  # 2 concepts x 2 pictures x 4 repetitions in train
