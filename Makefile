@@ -8,7 +8,7 @@ export MNE_DATA ?= $(CURDIR)/data/mne
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast docs docs-check demo demo-seeds demo-eval demo-things data-moabb data-check data-check-things weights reproduce reproduce-things table2 eval-authors clean
+.PHONY: help install test test-fast docs docs-check demo demo-seeds demo-eval demo-things data-moabb data-check data-check-things preprocess-things weights reproduce reproduce-things table2 eval-authors clean
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -157,7 +157,9 @@ THINGS_EEG2 ?= data/things_eeg2
 THINGS_RUN ?= runs/things-sub08
 # THINGS_OVERLAY="-c configs/things/cross_subject.yaml": leave sub-08 out (train on the nine others).
 THINGS_OVERLAY ?=
-THINGS_DATA = --data.init_args.root=$(THINGS_EEG2)
+# THINGS_EEG_DIR=preprocessed_from_raw: the files `make preprocess-things` writes (whitening fit on training EEG only).
+THINGS_EEG_DIR ?= preprocessed_data
+THINGS_DATA = --data.init_args.root=$(THINGS_EEG2) --data.init_args.eeg_dir=$(THINGS_EEG_DIR)
 # WEIGHTS=weights: local models (`make weights` plus `dreamdiffusion weights fetch-suite --out weights/eval`).
 THINGS_SD_LOCAL = $(if $(WEIGHTS),--model.init_args.sd_model=$(WEIGHTS)/stable-diffusion-v1-5 \
 	--model.init_args.clip_model=$(WEIGHTS)/clip-vit-large-patch14 --model.init_args.local_files_only=true \
@@ -172,6 +174,9 @@ DEMO_THINGS_RUN ?= runs/demo-things
 
 data-check-things: install  ## Check the THINGS-EEG2 files and pictures (THINGS_EEG2=data/things_eeg2); prints what is missing
 	$(BIN)/dreamdiffusion data check-things-eeg2 --root $(THINGS_EEG2)
+
+preprocess-things: install  ## Preprocess the raw THINGS-EEG2 recordings, whitening fit on training EEG only (THINGS_EEG2/raw_data -> preprocessed_from_raw)
+	$(BIN)/dreamdiffusion data preprocess-things-eeg2 --root $(THINGS_EEG2)
 
 reproduce-things: install  ## THINGS-EEG2, leak-free: stages 1-3 on sub-08 in THINGS_RUN (THINGS_OVERLAY, WEIGHTS, TRAINER)
 	$(BIN)/dreamdiffusion fit -c configs/things/pretrain.yaml $(THINGS_OVERLAY) --run_dir=$(THINGS_RUN) $(THINGS_DATA) $(TRAINER)

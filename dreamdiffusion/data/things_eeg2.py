@@ -299,7 +299,8 @@ class ThingsEEG2DataModule(L.LightningDataModule):
         Folder of ``image_metadata.npy``, ``training_images/``, ``test_images/`` and the EEG folder.
     eeg_dir
         EEG folder inside ``root`` (or absolute) holding ``sub-XX/preprocessed_eeg_{training,test}.npy``: the
-        official 17-channel 100 Hz files or the 63-channel 250 Hz variant (same keys).
+        official 17-channel 100 Hz files, the 63-channel 250 Hz variant (same keys), or ``preprocessed_from_raw``
+        written by ``dreamdiffusion data preprocess-things-eeg2`` (whitening fit on training EEG only).
     subjects
         Subjects (1..10) whose training EEG makes the train and val splits (``null``: ``[8]``, subject-dependent).
     test_subjects
