@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 MVNN_DIMS = ("time", "epochs")
+MAX_BATCH = 4096  # covariance matrices computed at once (63 channels: 130 MB of float64)
 
 
 def shrunk_covariance(x: np.ndarray) -> np.ndarray:
@@ -71,9 +72,15 @@ def noise_covariance(epochs: np.ndarray, dim: str = "time") -> np.ndarray:
                 "use mvnn_dim='epochs'"
             )
         batch = np.moveaxis(epochs, 3, 1).reshape(conditions * times, repetitions, channels)
-        return shrunk_covariance(batch).reshape(conditions, times, channels, channels).mean(axis=1).sum(axis=0)
-    batch = np.swapaxes(epochs, 2, 3).reshape(conditions * repetitions, times, channels)
-    return shrunk_covariance(batch).reshape(conditions, repetitions, channels, channels).mean(axis=1).sum(axis=0)
+        per_condition = times  # matrices averaged into one condition's covariance
+    else:
+        batch = np.swapaxes(epochs, 2, 3).reshape(conditions * repetitions, times, channels)
+        per_condition = repetitions
+    # every matrix weighs 1 / per_condition in the sum; in steps, so memory holds at most MAX_BATCH matrices
+    total = np.zeros((channels, channels))
+    for start in range(0, len(batch), MAX_BATCH):
+        total += shrunk_covariance(batch[start : start + MAX_BATCH]).sum(axis=0)
+    return total / per_condition
 
 
 def whitening_matrix(covariance: np.ndarray, what: str = "the noise covariance") -> np.ndarray:

@@ -274,7 +274,7 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
         fit = manifest["whitening_fit"]
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path} is not a manifest of preprocess-things-eeg2 ({type(err).__name__}: {err}); rerun it") from None
-    for part, output in outputs.items():
+    for output in outputs.values():
         file = Path(folder) / output["file"]
         if not file.is_file() or file.stat().st_size != output["bytes"]:
             raise ValueError(

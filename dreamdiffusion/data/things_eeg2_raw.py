@@ -140,7 +140,7 @@ def find_onsets(session: RawSession) -> tuple[np.ndarray, np.ndarray, int]:
 
 def epoch_samples(sfreq: float) -> np.ndarray:
     """Sample offsets of an epoch relative to onset: ``round(-0.2 sfreq) .. round(0.8 sfreq)`` inclusive."""
-    return np.arange(int(round(EPOCH[0] * sfreq)), int(round(EPOCH[1] * sfreq)) + 1)
+    return np.arange(round(EPOCH[0] * sfreq), round(EPOCH[1] * sfreq) + 1)
 
 
 def cut_epochs(session: RawSession, onsets: np.ndarray, rows: np.ndarray, sfreq: float) -> tuple[np.ndarray, np.ndarray]:

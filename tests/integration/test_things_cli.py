@@ -57,6 +57,7 @@ def test_things_eval_writes_retrieval_and_the_reconstruction_suite(cli, repo, ru
         assert round(4 * 5 * things["reconstruction"][key]["value"]) == pytest.approx(4 * 5 * things["reconstruction"][key]["value"])
     assert set(things["random_networks"]) == {"alexnet_2", "alexnet_5", "inception", "efficientnet", "swav"}
     assert things["protocol"]["name"] == "leak-free" and things["protocol"]["test_subjects"] == [8]
+    assert things["protocol"]["preprocessing"] == {"sub-08": "synthetic"}  # the twin's files, not from raw, not official
     assert any("synthetic twin" in n for n in result["notes"])
     table = (run_dir / "eval" / "metrics.md").read_text()
     assert "| ATM, sub-08 (Li et al., 2024) | 0.160 | 0.345 | 0.776 | 0.866 | 0.734 | 0.786 | – | 0.582 |" in table

@@ -187,3 +187,19 @@ def test_missing_sessions_are_named(twin, tmp_path):
     with pytest.raises(ValueError, match=r"test picture number 3 occurs .* lists 2 test pictures"):
         preprocess_subject(twin / "raw_data", 8, tmp_path / "out", SETTINGS, pictures={"training": 8, "test": 2})
     assert not (tmp_path / "out" / "sub-08").exists()
+
+
+@pytest.mark.parametrize("dim", ["time", "epochs"])
+def test_noise_covariance_follows_the_release_definition_in_small_steps(dim, monkeypatch):
+    """Per picture: the mean over time points (``time``) or repetitions (``epochs``) of the shrunk covariance, summed
+    over pictures; computed a few matrices at a time gives the same."""
+    sklearn = pytest.importorskip("sklearn.discriminant_analysis")
+    import dreamdiffusion.data.mvnn as mvnn
+
+    epochs = np.random.default_rng(2).standard_normal((7, 3, 5, 11))  # [pictures, repetitions, channels, times]
+    if dim == "time":
+        expected = sum(np.mean([sklearn._cov(c[:, :, t], shrinkage="auto") for t in range(11)], axis=0) for c in epochs)
+    else:
+        expected = sum(np.mean([sklearn._cov(c[r].T, shrinkage="auto") for r in range(3)], axis=0) for c in epochs)
+    monkeypatch.setattr(mvnn, "MAX_BATCH", 4)
+    np.testing.assert_allclose(noise_covariance(epochs, dim), expected, rtol=1e-10, atol=1e-12)
