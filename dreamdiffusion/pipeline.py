@@ -240,7 +240,7 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         missing = [f"{name} ({part})" for name, part in LEGACY_PARTS.items() if not (folder / part).is_file()]
         if missing:
             raise FileNotFoundError(f"pipeline folder {folder} is incomplete: missing {', '.join(missing)}; {REEXPORT}")
-        kwargs = {"local_files_only": True, "use_safetensors": True}
+        kwargs = {"local_files_only": True, "use_safetensors": True, "low_cpu_mem_usage": is_accelerate_available()}
         if torch_dtype is not None:
             kwargs["torch_dtype"] = torch_dtype
         unet = UNet2DConditionModel.from_pretrained(folder / "unet", **kwargs)

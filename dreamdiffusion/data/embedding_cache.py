@@ -139,10 +139,12 @@ def compute_vae_latents(
     """``{"latent_mean", "latent_std": [N, 4, S/8, S/8]}``: the VAE posterior of each un-augmented image (unscaled)."""
     from diffusers import AutoencoderKL
 
-    from dreamdiffusion.models.backbones import _check_local
+    from dreamdiffusion.models.backbones import _check_local, low_cpu_mem_usage
 
     _check_local(sd_model, ["vae/config.json"], "Stable Diffusion")
-    vae = AutoencoderKL.from_pretrained(sd_model, subfolder="vae", local_files_only=local_files_only).to(device).eval()
+    vae = AutoencoderKL.from_pretrained(
+        sd_model, subfolder="vae", local_files_only=local_files_only, low_cpu_mem_usage=low_cpu_mem_usage()
+    ).to(device).eval()
     names = sorted(images)
     means, stds = [], []
     for batch in _batches(names, batch_size):

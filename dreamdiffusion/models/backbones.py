@@ -56,6 +56,14 @@ def native_image_size(unet, vae) -> int:
     return int(unet.config.sample_size) * vae_scale_factor(vae)
 
 
+def low_cpu_mem_usage() -> bool:
+    """diffusers' ``low_cpu_mem_usage`` as it can be honoured: without accelerate diffusers loads plainly anyway,
+    after a warning on every load unless the argument says False."""
+    from diffusers.utils import is_accelerate_available
+
+    return is_accelerate_available()
+
+
 def _check_local(source: str, parts: list[str], what: str) -> None:
     """A local folder must hold every part; say which is missing and how to get it."""
     root = Path(source)
@@ -87,7 +95,7 @@ def load_sd(
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
     _check_local(source, ["unet/config.json", "vae/config.json", "scheduler/scheduler_config.json"], "Stable Diffusion")
-    kwargs = {"local_files_only": local_files_only}
+    kwargs = {"local_files_only": local_files_only, "low_cpu_mem_usage": low_cpu_mem_usage()}
     if torch_dtype is not None:
         kwargs["torch_dtype"] = torch_dtype
     unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kwargs, **(unet_overrides or {}))
