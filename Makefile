@@ -8,7 +8,7 @@ export MNE_DATA ?= $(CURDIR)/data/mne
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast docs docs-check demo demo-seeds demo-eval demo-things data-moabb data-check data-check-things preprocess-things weights reproduce reproduce-things table2 eval-authors clean
+.PHONY: help install test test-fast docs docs-check demo demo-runs demo-seeds demo-seed-runs demo-eval demo-things data-moabb data-check data-check-things preprocess-things weights reproduce reproduce-things table2 eval-authors clean
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -36,27 +36,49 @@ docs-check: install  ## Fail when a config reference table in docs/ is stale
 # make demo: a miniature of the paper's world, every part synthetic (docs/demo-world.md). Stage 0 (`weights demo`)
 # trains the base model that draws and the classifier that knows the pictures, on pictures of their own (never
 # the dataset's); the synthetic EEG's signal-to-noise makes the class readable, not trivial.
+# The steps are file targets run DEMO_JOBS at a time, each on DEMO_THREADS threads: stage 0 beside stage 1, the
+# no_pretrain row beside stage 1, and so on. Each step's output goes to <run_dir>/logs/<step>.log; the terminal
+# shows one line per start and end, and <run_dir>/timings.tsv the wall seconds. A finished step is not re-run
+# (delete its output, or the run folder, to run it again); a config edited since re-runs what depends on it.
 DEMO_DATA ?= --subjects 6 --snr 2.5
-# stage 3 on an ablation's pipeline (<run_dir>/finetune_<row>/pipeline) into <run_dir>/eval_<row>
-demo_eval = --model.init_args.pipeline=$(RUN_DIR)/finetune_$(1)/pipeline --trainer.default_root_dir=$(RUN_DIR)/eval_$(1)
+DEMO_JOBS ?= 2
+DEMO_THREADS ?= 1
+step = OMP_NUM_THREADS=$(DEMO_THREADS) scripts/run_step.sh $(1) $(RUN_DIR)/logs/$(1).log $(RUN_DIR)/timings.tsv --
 demo_rows = full=$(RUN_DIR)/eval no_pretrain=$(RUN_DIR)/eval_no_pretrain no_clip=$(RUN_DIR)/eval_no_clip
+# A row's folders in run folder $(1): stage 2 in finetune[_<row>]/, stage 3 in eval[_<row>]/; its ablation overlay
+# configs/ablations/finetune_<row>.yaml (the full model has none); stage 1's encoder unless the row has none.
+row_suffix = $(if $(filter full,$(2)),,_$(2))
+row_overlay = $(if $(filter full,$(1)),,-c configs/ablations/finetune_$(1).yaml)
+row_encoder = $(if $(filter no_pretrain,$(2)),,$(1)/pretrain/encoder.safetensors)
 
 $(RUN_DIR)/weights/demo_weights.json:
-	$(BIN)/dreamdiffusion weights demo --out $(RUN_DIR)/weights
+	$(call step,stage0_weights) $(BIN)/dreamdiffusion weights demo --out $(RUN_DIR)/weights
 
 $(RUN_DIR)/data/synthetic.json:
-	$(BIN)/dreamdiffusion data synth-imagenet-eeg --out $(RUN_DIR)/data $(DEMO_DATA)
+	$(call step,data) $(BIN)/dreamdiffusion data synth-imagenet-eeg --out $(RUN_DIR)/data $(DEMO_DATA)
+
+# stage 1 in run folder $(1), step names prefixed $(2), extra arguments $(3), extra prerequisites $(4)
+define demo_pretrain
+$(1)/pretrain/encoder.safetensors: configs/demo/pretrain.yaml $(4)
+	mkdir -p $(MNE_DATA)
+	$$(call step,$(2)stage1_pretrain) $(BIN)/dreamdiffusion fit -c configs/demo/pretrain.yaml --run_dir=$(1) $(3)
+endef
+# stages 2 and 3 of row $(2) in run folder $(1), step names prefixed $(3), extra arguments $(4), extra prerequisites $(5)
+define demo_row
+$(1)/finetune$(call row_suffix,$(1),$(2))/export.json: configs/demo/finetune.yaml $(RUN_DIR)/weights/demo_weights.json $(RUN_DIR)/data/synthetic.json $(call row_encoder,$(1),$(2)) $(5)
+	$$(call step,$(3)stage2_$(2)) $(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml $(call row_overlay,$(2)) --run_dir=$(1) $(4)
+
+$(1)/eval$(call row_suffix,$(1),$(2))/metrics.json: configs/demo/eval.yaml $(1)/finetune$(call row_suffix,$(1),$(2))/export.json
+	$$(call step,$(3)stage3_$(2)) $(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(1) $(4) \
+		--model.init_args.pipeline=$(1)/finetune$(call row_suffix,$(1),$(2))/pipeline --trainer.default_root_dir=$(1)/eval$(call row_suffix,$(1),$(2))
+endef
+$(eval $(call demo_pretrain,$(RUN_DIR),,))
+$(foreach row,full no_pretrain no_clip,$(eval $(call demo_row,$(RUN_DIR),$(row),,)))
+
+demo-runs: $(RUN_DIR)/eval/metrics.json $(RUN_DIR)/eval_no_pretrain/metrics.json $(RUN_DIR)/eval_no_clip/metrics.json
 
 demo: install  ## Embedded default on CPU: stage 0, then stages 1-3 for full / no_pretrain / no_clip (same budget); table + summary.png
-	mkdir -p $(MNE_DATA)
-	$(MAKE) --no-print-directory $(RUN_DIR)/weights/demo_weights.json $(RUN_DIR)/data/synthetic.json
-	$(BIN)/dreamdiffusion fit -c configs/demo/pretrain.yaml --run_dir=$(RUN_DIR)
-	$(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml --run_dir=$(RUN_DIR)
-	$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(RUN_DIR)
-	$(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml -c configs/ablations/finetune_no_pretrain.yaml --run_dir=$(RUN_DIR)
-	$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(RUN_DIR) $(call demo_eval,no_pretrain)
-	$(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml -c configs/ablations/finetune_no_clip.yaml --run_dir=$(RUN_DIR)
-	$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(RUN_DIR) $(call demo_eval,no_clip)
+	$(MAKE) --no-print-directory -j$(DEMO_JOBS) demo-runs
 	@echo
 	@echo "Synthetic test split; the demo's trained base model and classifier (LPIPS: random AlexNet); CPU; the same budget per row:"
 	@$(BIN)/python scripts/collect_metrics.py $(demo_rows)
@@ -64,28 +86,36 @@ demo: install  ## Embedded default on CPU: stage 0, then stages 1-3 for full / n
 	@echo
 	@echo "summary picture: $(RUN_DIR)/summary.png (one test trial per class: ground truth | full | no_clip | shuffled-EEG control)"
 	@echo "images: $(RUN_DIR)/eval*/samples/grid_class*.png; the base model's own caption samples: $(RUN_DIR)/weights/caption_samples.png"
+	@echo "logs of every step: $(RUN_DIR)/logs/; wall seconds: $(RUN_DIR)/timings.tsv"
 	@echo "TensorBoard logs: tensorboard --logdir $(RUN_DIR)   (pretrain/ and finetune*/lightning_logs)"
 	@echo "encoder: $(RUN_DIR)/pretrain; pipelines: $(RUN_DIR)/finetune*/pipeline; full reports: $(RUN_DIR)/eval*/metrics.md"
 
-# make demo-seeds: full and no_pretrain over SEEDS (stages 1-3 seeded; the same weights, data and corpus cache),
-# then the paired difference with a 95% interval (scripts/compare_runs.py).
+# make demo-seeds: full and no_pretrain over SEEDS, then the paired difference with a 95% interval
+# (scripts/compare_runs.py). Seed 0 is `make demo`'s own run; every other seed runs stages 1-3 seeded in
+# <run_dir>/seeds/seed<N>/ on the same stage-0 models, paired data and stage-1 corpus cache (built once, by seed 0).
 SEEDS ?= 0 1 2
-seed_dir = $(RUN_DIR)/seeds/seed$(1)
-seed_args = --run_dir=$(call seed_dir,$(1)) --seed_everything=$(1)
-demo-seeds: install  ## full vs no_pretrain over SEEDS="0 1 2" in $(RUN_DIR)/seeds/ (after or without make demo); prints the paired differences
-	mkdir -p $(MNE_DATA)
-	$(MAKE) --no-print-directory $(RUN_DIR)/weights/demo_weights.json $(RUN_DIR)/data/synthetic.json
-	for s in $(SEEDS); do \
-		d=$(RUN_DIR)/seeds/seed$$s; mkdir -p $$d; ln -sfn $(abspath $(RUN_DIR))/weights $$d/weights; ln -sfn $(abspath $(RUN_DIR))/data $$d/data; \
-		$(BIN)/dreamdiffusion fit -c configs/demo/pretrain.yaml --run_dir=$$d --seed_everything=$$s --data.init_args.cache_dir=$(RUN_DIR)/moabb_cache || exit 1; \
-		$(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml --run_dir=$$d --seed_everything=$$s || exit 1; \
-		$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$$d --seed_everything=$$s || exit 1; \
-		$(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml -c configs/ablations/finetune_no_pretrain.yaml --run_dir=$$d --seed_everything=$$s || exit 1; \
-		$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$$d --seed_everything=$$s \
-			--model.init_args.pipeline=$$d/finetune_no_pretrain/pipeline --trainer.default_root_dir=$$d/eval_no_pretrain || exit 1; \
-	done
-	$(BIN)/python scripts/compare_runs.py --names full no_pretrain --a $(foreach s,$(SEEDS),$(RUN_DIR)/seeds/seed$(s)/eval) \
-		--b $(foreach s,$(SEEDS),$(RUN_DIR)/seeds/seed$(s)/eval_no_pretrain) | tee $(RUN_DIR)/seeds/pretraining.md
+seed_dir = $(if $(filter 0,$(1)),$(RUN_DIR),$(RUN_DIR)/seeds/seed$(1))
+# a seed's folder reads the models and the paired data of seed 0 through links
+seed_links = $(call seed_dir,$(1))/weights/demo_weights.json
+define demo_seed_links
+$(call seed_links,$(1)): $(RUN_DIR)/weights/demo_weights.json $(RUN_DIR)/data/synthetic.json
+	mkdir -p $(call seed_dir,$(1))
+	ln -sfn $(abspath $(RUN_DIR))/weights $(call seed_dir,$(1))/weights
+	ln -sfn $(abspath $(RUN_DIR))/data $(call seed_dir,$(1))/data
+endef
+$(foreach s,$(filter-out 0,$(SEEDS)),$(eval $(call demo_seed_links,$(s))))
+$(foreach s,$(filter-out 0,$(SEEDS)),$(eval $(call demo_pretrain,$(call seed_dir,$(s)),seed$(s)_,--seed_everything=$(s) \
+	--data.init_args.cache_dir=$(RUN_DIR)/moabb_cache,$(RUN_DIR)/pretrain/encoder.safetensors $(call seed_links,$(s)))))
+$(foreach s,$(filter-out 0,$(SEEDS)),$(foreach row,full no_pretrain,$(eval $(call demo_row,$(call seed_dir,$(s)),$(row),seed$(s)_,\
+	--seed_everything=$(s),$(call seed_links,$(s))))))
+seed_evals = $(foreach s,$(SEEDS),$(call seed_dir,$(s))/eval/metrics.json $(call seed_dir,$(s))/eval_no_pretrain/metrics.json)
+
+demo-seed-runs: $(seed_evals)
+
+demo-seeds: install  ## full vs no_pretrain over SEEDS="0 1 2" (seed 0: make demo's run; others in $(RUN_DIR)/seeds/); paired differences
+	$(MAKE) --no-print-directory -j$(DEMO_JOBS) demo-seed-runs
+	$(BIN)/python scripts/compare_runs.py --names full no_pretrain --a $(foreach s,$(SEEDS),$(call seed_dir,$(s))/eval) \
+		--b $(foreach s,$(SEEDS),$(call seed_dir,$(s))/eval_no_pretrain) | tee $(RUN_DIR)/pretraining.md
 
 demo-eval: install  ## Stage 3 on the demo run: score $(RUN_DIR)/finetune/pipeline, print metrics.md
 	$(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(RUN_DIR)
