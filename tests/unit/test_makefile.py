@@ -55,3 +55,10 @@ def test_reproduce_things_names_configs_that_exist_and_reads_local_suite_weights
     assert "--model.init_args.swav.weights_path=/models/eval/swav_800ep_pretrain.pth.tar" in commands
     assert "--data.init_args.sd_model" not in commands  # the THINGS data module has no VAE cache
     assert "dreamdiffusion data check-things-eeg2 --root data/things_eeg2" in dry_run(repo, "data-check-things")
+
+
+def test_test_target_lints_before_it_runs_the_suite(repo):
+    commands = dry_run(repo, "test").splitlines()
+    lint = next(i for i, c in enumerate(commands) if c.endswith("ruff check ."))
+    suite = next(i for i, c in enumerate(commands) if "-m pytest" in c)
+    assert lint < suite
