@@ -8,7 +8,7 @@ export MNE_DATA ?= $(CURDIR)/data/mne
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast docs docs-check demo demo-runs demo-seeds demo-seed-runs demo-eval demo-things data-moabb data-check data-check-things preprocess-things weights reproduce reproduce-things table2 eval-authors clean
+.PHONY: help install lint test test-fast docs docs-check demo demo-runs demo-seeds demo-seed-runs demo-eval demo-things data-moabb data-check data-check-things preprocess-things weights reproduce reproduce-things table2 eval-authors clean
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -21,10 +21,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## Create .venv/ and install the package with its dev extra (skipped when current)
 
-test: install  ## Run the whole test suite (slow tests included)
+lint: install  ## Check the code with ruff (rules in pyproject.toml)
+	$(BIN)/ruff check .
+
+test: install lint  ## Lint, then run the whole test suite (slow tests included)
 	$(BIN)/python -m pytest
 
-test-fast: install  ## Run the tests not marked slow
+test-fast: install lint  ## Lint, then run the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow"
 
 docs: install  ## Regenerate the config reference tables in docs/ from the code

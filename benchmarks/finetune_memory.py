@@ -27,12 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-from dreamdiffusion.models.condition import ConditionConfig, EEGConditionModel  # noqa: E402
-from dreamdiffusion.models.mae import preset  # noqa: E402
-from dreamdiffusion.stages.finetune import cross_attention_parameter_names  # noqa: E402
+from dreamdiffusion.models.condition import ConditionConfig, EEGConditionModel
+from dreamdiffusion.models.mae import preset
+from dreamdiffusion.stages.finetune import cross_attention_parameter_names
 
 # runwayml / stable-diffusion-v1-5 unet/config.json and vae/config.json (the values that shape the nets)
 SD15_UNET = dict(
@@ -197,7 +197,8 @@ def main() -> None:
     n_train = n_a + n_cond
     vae_peak = {dt: 3 * largest_activation(vae, lambda dt=dt: vae.to(dt).encode(torch.empty(b, 3, 512, 512, device="meta", dtype=dt)))
                 for dt in (torch.float32, torch.bfloat16)}
-    clip_peak = {dt: 3 * largest_activation(clip, lambda dt=dt: clip.to(dt)(pixel_values=torch.empty(b, 3, 224, 224, device="meta", dtype=dt)))
+    clip_peak = {dt: 3 * largest_activation(
+        clip, lambda dt=dt: clip.to(dt)(pixel_values=torch.empty(b, 3, 224, 224, device="meta", dtype=dt)))
                  for dt in (torch.float32, torch.bfloat16)}
     unet_act = {(dt, ck): unet_activations(b, dt, ck) for dt in (torch.float32, torch.bfloat16) for ck in (False, True)}
 

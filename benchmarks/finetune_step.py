@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from dreamdiffusion.models.backbones import build_tiny_clip, build_tiny_sd  # noqa: E402
-from dreamdiffusion.models.encoder_file import save_encoder  # noqa: E402
-from dreamdiffusion.models.mae import EEGEncoder, preset  # noqa: E402
-from dreamdiffusion.stages.finetune import EEGSDFinetuneModule, clip_loss  # noqa: E402
+from dreamdiffusion.models.backbones import build_tiny_clip, build_tiny_sd
+from dreamdiffusion.models.encoder_file import save_encoder
+from dreamdiffusion.models.mae import EEGEncoder, preset
+from dreamdiffusion.stages.finetune import EEGSDFinetuneModule, clip_loss
 
 PARTS = ("eeg encoder", "vae encode", "clip", "unet f+b")
 
@@ -102,7 +102,7 @@ def timed_step(module: EEGSDFinetuneModule, optimizer, batch: dict) -> dict[str,
     loss.backward()
     optimizer.step()
     t4 = time.perf_counter()
-    times.update(zip(PARTS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)))
+    times.update(zip(PARTS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True))
     return times
 
 

@@ -171,7 +171,7 @@ def on_paper(throughput_channel_samples: float, window_seconds: float = 0.44) ->
         cache = windows * info.eeg_channels * 512 * 2
         raw = seconds * info.sfreq * info.eeg_channels * 4
         build = seconds * info.sfreq * info.eeg_channels / throughput_channel_samples
-        for key, value in zip(total, (seconds, windows, cache, raw, build)):
+        for key, value in zip(total, (seconds, windows, cache, raw, build), strict=True):
             total[key] += value
         print(f"| {name} | {info.eeg_channels} | {info.sfreq:g} | {info.subjects} | {seconds / 3600:.1f} | "
               f"{windows:,.0f} | {cache / 1e9:.2f} | {raw / 1e9:.2f} |")
@@ -204,7 +204,8 @@ def main() -> None:
                   f"{r['seconds']:.1f} s = {r['windows_per_s']:,.0f} windows/s; peak RSS {r['peak_rss_mb']:.0f} MB "
                   f"(after imports {r['rss_after_imports_mb']:.0f} MB); cache {r['disk_mb']:.0f} MB")
         print(f"peak RSS ratio 2N/N: {n2['peak_rss_mb'] / n['peak_rss_mb']:.2f}")
-        loader = measure_loader(Path(tmp) / f"cache{2 * args.subjects}", argparse.Namespace(**{**vars(args), "subjects": 2 * args.subjects}))
+        loader = measure_loader(Path(tmp) / f"cache{2 * args.subjects}",
+                                argparse.Namespace(**{**vars(args), "subjects": 2 * args.subjects}))
         print(f"loader (2 workers, batch 100, 128 channels): {loader:,.0f} windows/s")
     consumed = measure_training_step(args.preset, args.train_batch)
     print(f"stage-1 training step, preset {args.preset}, batch {args.train_batch}, CPU: {consumed:,.1f} windows/s")

@@ -73,9 +73,11 @@ def main() -> None:
             build = time.perf_counter() - start
             dm.setup("fit")
             rate = items_per_second(dm, args.epochs)
-            rows.append((name, s["image_size"], s["clip_size"], "on" if caches else "off", augment_p, len(dm.datasets["train"]), rate, build if caches else None))
+            rows.append((name, s["image_size"], s["clip_size"], "on" if caches else "off", augment_p, len(dm.datasets["train"]),
+                         rate, build if caches else None))
 
-    print(f"\nImageNetEEGDataModule train loader, {args.workers} workers, batch {args.batch_size}, {torch.get_num_threads()} torch thread(s)\n")
+    print(f"\nImageNetEEGDataModule train loader, {args.workers} workers, batch {args.batch_size}, "
+          f"{torch.get_num_threads()} torch thread(s)\n")
     print("| setting | image px | CLIP px | caches | augment_p | train items | items/s | cache build (s, once) |")
     print("|---|---|---|---|---|---|---|---|")
     for name, size, clip_size, caches, p, n, rate, build in rows:

@@ -29,11 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+import torch
+from torch import Tensor, nn
 
-import dreamdiffusion  # noqa: E402
-from dreamdiffusion.models.mae import (  # noqa: E402
+import dreamdiffusion
+from dreamdiffusion.models.mae import (
     PRESETS,
     MAEConfig,
     MaskedEEGAutoencoder,
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         # on a busy machine the ratio within a round (contenders run back to back) is steadier than
         # the ratio of medians; both are printed
         per_round[name] = {
-            dt: statistics.median(r / o for r, o in zip(times[f"reference {dt}"], times[f"ours {dt}"]))
+            dt: statistics.median(r / o for r, o in zip(times[f"reference {dt}"], times[f"ours {dt}"], strict=True))
             for dt in ("fp32", "bf16")
         }
         median = {label: statistics.median(t) for label, t in times.items()}

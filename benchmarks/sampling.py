@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from dreamdiffusion.generation import generate_images, unet_calls  # noqa: E402
-from dreamdiffusion.metrics import ImageMetrics, MetricSettings, NWayTopKAccuracy  # noqa: E402
-from dreamdiffusion.models.eval_models import (  # noqa: E402
+from dreamdiffusion.generation import generate_images, unet_calls
+from dreamdiffusion.metrics import ImageMetrics, MetricSettings, NWayTopKAccuracy
+from dreamdiffusion.models.eval_models import (
     ClassifierConfig,
     InceptionConfig,
     LPIPSConfig,
@@ -36,7 +36,7 @@ from dreamdiffusion.models.eval_models import (  # noqa: E402
     load_lpips_net,
     write_random_inception_v3,
 )
-from dreamdiffusion.pipeline import DreamDiffusionPipeline, build_tiny_pipeline  # noqa: E402
+from dreamdiffusion.pipeline import DreamDiffusionPipeline, build_tiny_pipeline
 
 
 def time_sampler(pipe: DreamDiffusionPipeline, sampler: str, steps: int, batch: int) -> tuple[float, float]:
@@ -89,7 +89,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pipe = DreamDiffusionPipeline.from_pretrained(build_tiny_pipeline(Path(tmp) / "pipeline")).eval()
         time_sampler(pipe, "ddim", 2, 2)  # warm-up
-        results = {name: time_sampler(pipe, *spec, args.batch) for name, spec in {"DDIM-50": ("ddim", 50), "PLMS-250": ("plms", 250)}.items()}
+        samplers = {"DDIM-50": ("ddim", 50), "PLMS-250": ("plms", 250)}
+        results = {name: time_sampler(pipe, *spec, args.batch) for name, spec in samplers.items()}
         print(f"tiny pipeline (64 px), batch {args.batch}, {torch.get_num_threads()} threads, {torch.__version__}")
         for name, (rate, calls) in results.items():
             print(f"  {name:9s} {rate:7.2f} images/s   {calls:5.0f} UNet calls per image")

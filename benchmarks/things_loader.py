@@ -10,7 +10,8 @@ Then, in a fresh process (so the writer's memory does not count): ``setup("fit")
 memory-mapped by :func:`dreamdiffusion.data.npy_dict.load_npy_dict`), its wall time and resident memory;
 then items per second of the train loader (batch 25) for single trials and for averaged repetitions, with 0 and
 2 workers. Memory is read from ``/proc/self/status`` (anonymous vs. mapped-file pages; a peak-RSS figure would
-count the memory-mapped pages read, which are page cache). Pictures are not read (their cost is that of any image loader; see ``paired_loader.py``).
+count the memory-mapped pages read, which are page cache). Pictures are not read (their cost is that of any image
+loader; see ``paired_loader.py``).
 
     OMP_NUM_THREADS=1 python benchmarks/things_loader.py --out /tmp/things-full [--batches 200] [--keep]
 """
@@ -99,7 +100,7 @@ def measure(root: str, batches: int) -> dict:
             next(iterator)  # workers started
             start = time.perf_counter()
             n = 0
-            for _, batch in zip(range(batches), iterator):
+            for _, batch in zip(range(batches), iterator, strict=False):
                 n += batch.shape[0]
             elapsed = time.perf_counter() - start
             result["rows"].append({"repetitions": mode, "workers": workers, "items_per_s": n / elapsed, "items": n})

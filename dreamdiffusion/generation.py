@@ -47,7 +47,8 @@ def scheduler_classes() -> list[str]:
     import diffusers
 
     names = [n for n in dir(diffusers) if n.endswith("Scheduler") and not n.startswith("_")]
-    return sorted(n for n in names if isinstance(getattr(diffusers, n, None), type) and issubclass(getattr(diffusers, n), diffusers.SchedulerMixin))
+    return sorted(n for n in names
+                  if isinstance(getattr(diffusers, n, None), type) and issubclass(getattr(diffusers, n), diffusers.SchedulerMixin))
 
 
 def build_sampler(scheduler_config: Mapping, sampler="ddim"):

@@ -62,7 +62,7 @@ class NWayTopKAccuracy(Metric):
     def image_scores(self, probs: Tensor, target: Tensor, keys: Tensor) -> Tensor:
         """Per-image mean hit rate ``[N]`` for class scores ``probs [N, C]``, ground truth ``target [N]``, ``keys [N]``."""
         scores = []
-        for p, t, key in zip(probs.float().cpu(), target.cpu().tolist(), keys.cpu().tolist()):
+        for p, t, key in zip(probs.float().cpu(), target.cpu().tolist(), keys.cpu().tolist(), strict=True):
             trials = distractor_trials(p.shape[0], int(t), self.n_way, self.n_trials, derive_seed(self.seed, int(key)))
             trial_scores = p[trials]  # [n_trials, n_way]; column 0 is the ground truth
             rank = (trial_scores[:, 1:] > trial_scores[:, :1]).sum(dim=1)

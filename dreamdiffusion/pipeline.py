@@ -202,7 +202,8 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         elif os.path.exists(path) or path.count("/") != 1:
             raise FileNotFoundError(f"{path} is neither a pipeline folder nor a hub id (user/repo)")
         else:
-            download = {k: kwargs[k] for k in ("cache_dir", "local_files_only", "revision", "token", "force_download", "proxies") if k in kwargs}
+            download = {k: kwargs[k] for k in ("cache_dir", "local_files_only", "revision", "token", "force_download", "proxies")
+                        if k in kwargs}
             try:
                 folder = Path(cls.download(path, use_safetensors=True, **download))
             except Exception as e:  # noqa: BLE001 - hub errors are many types; the user needs the id and the cause

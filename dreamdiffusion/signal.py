@@ -178,7 +178,9 @@ def cut_windows(
     return windows, int((~finite).sum()), int(flat.sum())
 
 
-def filter_and_standardise(data: np.ndarray, sfreq: float, params: Preprocessing = Preprocessing(), source: str = "recording") -> np.ndarray:
+def filter_and_standardise(
+    data: np.ndarray, sfreq: float, params: Preprocessing = Preprocessing(), source: str = "recording"
+) -> np.ndarray:
     """Band-pass and standardise ``data [C, T]``; NaN/Inf samples stay NaN and spread nowhere else.
 
     The filter runs over zeros where samples are missing and the gaps are put back afterwards, so only

@@ -45,7 +45,7 @@ def k_way_scores(sim: Tensor, own: Tensor, index: Tensor, k: int, n_trials: int,
     if not 2 <= k <= m:
         raise ValueError(f"{k}-way retrieval needs at least {k} distinct pictures in the split, which has {m}")
     scores = []
-    for row, target, key in zip(sim, own.tolist(), index.tolist()):
+    for row, target, key in zip(sim, own.tolist(), index.tolist(), strict=True):
         draws = distractor_trials(m, int(target), k, n_trials, derive_seed(seed, int(key)))  # column 0: own picture
         values = row[draws]
         scores.append((values[:, 1:] < values[:, :1]).all(dim=1).double().mean())

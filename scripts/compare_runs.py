@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--a has {len(args.a)} folders and --b {len(args.b)}: give one of each per seed")
     name_a, name_b = args.names
     try:
-        pairs = {c: [paired_differences(a, b, c) for a, b in zip(args.a, args.b)] for c in args.columns}
+        pairs = {c: [paired_differences(a, b, c) for a, b in zip(args.a, args.b, strict=True)] for c in args.columns}
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         summary[name] = {"mean": statistics.mean(final), "sd": statistics.stdev(final) if len(final) > 1 else 0.0}
         print(f"{name}: {summary[name]['mean']:.1%} ± {summary[name]['sd']:.1%} over seeds {args.seeds}")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "summary": summary, "runs": runs}, indent=2) + "\n")
+        report = {"args": {k: str(v) for k, v in vars(args).items()}, "summary": summary, "runs": runs}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

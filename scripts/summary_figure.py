@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # collect_metrics.py beside this file
 
-import collect_metrics  # noqa: E402
+import collect_metrics
 
 PAD = 6
 TEXT = (20, 20, 20)

@@ -106,7 +106,8 @@ def run_preprocess(args: argparse.Namespace) -> int:
 
 
 def register(data_commands: argparse._SubParsersAction) -> None:
-    p = data_commands.add_parser("check-things-eeg2", help="check THINGS-EEG2 files and pictures as the data module reads them; prints JSON")
+    p = data_commands.add_parser("check-things-eeg2",
+                                 help="check THINGS-EEG2 files and pictures as the data module reads them; prints JSON")
     p.add_argument("--root", required=True, help="folder of image_metadata.npy, training_images/, test_images/")
     p.add_argument("--eeg-dir", default="preprocessed_data", help="EEG folder inside root holding sub-XX/")
     p.add_argument("--subjects", type=int, nargs="+", default=list(range(1, 11)), help="subjects to check (1..10)")

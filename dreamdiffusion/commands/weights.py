@@ -88,7 +88,7 @@ def fetch(args: argparse.Namespace) -> int:
         print(f"fetching {repo_id} -> {target}")
         try:
             snapshot_download(repo_id, local_dir=target, allow_patterns=patterns)
-        except Exception as e:  # report every model, then fail: the others may still be usable
+        except Exception as e:  # noqa: BLE001 - report every model, then fail: the others may still be usable
             failed.append(f"{repo_id}: {type(e).__name__}: {e}")
             continue
         missing = [p for p in patterns if not (target / p).is_file()]
@@ -180,6 +180,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     e.add_argument("--out", default="weights/eval", help="folder that receives the three weights files")
     e.set_defaults(func=fetch_eval)
     import_authors.register(sub)
-    s = sub.add_parser("fetch-suite", help="download the THINGS reconstruction suite's networks (AlexNet, Inception-v3, EfficientNet-B1, SwAV) to --out")
+    s = sub.add_parser("fetch-suite", help="download the THINGS reconstruction suite's networks "
+                                           "(AlexNet, Inception-v3, EfficientNet-B1, SwAV) to --out")
     s.add_argument("--out", default="weights/eval", help="folder that receives the four weights files")
     s.set_defaults(func=fetch_suite)

@@ -9,8 +9,9 @@ rows in ``manifest.json``'s ``names`` order) and ``manifest.json``, written toge
 manifest says the folder is complete). ``<key>`` is a digest of the model that made it — its
 fingerprint (:func:`dreamdiffusion.models.backbones.clip_fingerprint` or :func:`vae_fingerprint`),
 the SHA-256 of its weight files, and the preprocessing (CLIP processor config, image size) — and of
-the set of image names, so two models (or two subjects' image sets) never share or overwrite a cache. The manifest also records the data it came from (the EEG file and every
-image: size and modification time in ns); a cache whose model or data differ is a miss and is rebuilt.
+the set of image names, so two models (or two subjects' image sets) never share or overwrite a cache. The
+manifest also records the data it came from (the EEG file and every image: size and modification time in ns);
+a cache whose model or data differ is a miss and is rebuilt.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def write_cache(folder: Path, tensors: dict[str, torch.Tensor], model_key: dict,
 
     with atomic_dir(folder) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / f"{model_key['kind']}.safetensors")
-        manifest = {"model": model_key, "data": data, "names": sorted(data["images"]), "tensors": {k: list(v.shape) for k, v in tensors.items()}}
+        manifest = {"model": model_key, "data": data, "names": sorted(data["images"]),
+                    "tensors": {k: list(v.shape) for k, v in tensors.items()}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 

@@ -34,6 +34,7 @@ An item (see :class:`PairedEEGImageDataset`)::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -46,8 +47,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from dreamdiffusion.data import embedding_cache as caches
 from dreamdiffusion.data.images import find_images, missing_images_error, random_crop, read_image, to_tensor
-from dreamdiffusion.data.plain_load import load_plain
 from dreamdiffusion.data.loaders import eval_loader, train_loader
+from dreamdiffusion.data.plain_load import load_plain
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15
 from dreamdiffusion.signal import N_CHANS, resample_window
 
@@ -84,7 +85,8 @@ def load_eeg_file(path: str | os.PathLike) -> EEGFile:
         raise KeyError(f"{path} lacks key(s) {', '.join(repr(k) for k in missing)} (it has {sorted(map(str, content))}); {fix}")
     trials, labels, images = content["dataset"], list(content["labels"]), list(content["images"])
     if not isinstance(trials, list) or not trials:
-        raise ValueError(f"{path}: 'dataset' must be a non-empty list of trials, got {type(trials).__name__} of length {len(trials) if hasattr(trials, '__len__') else '?'}")
+        length = len(trials) if hasattr(trials, "__len__") else "?"
+        raise ValueError(f"{path}: 'dataset' must be a non-empty list of trials, got {type(trials).__name__} of length {length}")
     for i, trial in enumerate(trials):
         where = f"{path}: dataset[{i}]"
         if not isinstance(trial, dict):
@@ -156,7 +158,7 @@ class Selection:
     excluded_by_image: dict[str, int] = field(default_factory=dict)
     nonfinite: dict[str, list[int]] = field(default_factory=dict)  # dropped: NaN/Inf in the EEG window
 
-    def nonfinite_listing(self, eeg: "EEGFile", limit: int | None = 5) -> str:
+    def nonfinite_listing(self, eeg: EEGFile, limit: int | None = 5) -> str:
         """``trial 17 (subject 4, train), ...``: the trials dropped for NaN/Inf (the first ``limit``)."""
         items = [(p, name) for name in SPLITS for p in self.nonfinite.get(name, [])]
         shown = ", ".join(f"trial {p} (subject {int(eeg.trials[p]['subject'])}, {name})" for p, name in items[:limit])
@@ -189,7 +191,9 @@ def select_trials(
     excluded = {i for i, name in enumerate(eeg.images) if name in set(exclude_images)}
     present = sorted(set(subjects))
     if subject != 0 and subject not in present:
-        raise ValueError(f"subject {subject} has no trials in {eeg.path} (subjects present: {present}); set subject to one of them or 0 for all")
+        raise ValueError(
+            f"subject {subject} has no trials in {eeg.path} (subjects present: {present}); set subject to one of them or 0 for all"
+        )
     if addressing == "single":
         if subject == 0:
             raise ValueError(
@@ -221,12 +225,12 @@ def select_trials(
         positions = kept
         lengths = [int(eeg.trials[p]["eeg"].shape[1]) for p in positions]
         in_rule = [min_length <= n <= max_length for n in lengths]
-        kept = [p for p, ok, n in zip(positions, in_rule, lengths) if ok and n >= window_stop]
+        kept = [p for p, ok, n in zip(positions, in_rule, lengths, strict=True) if ok and n >= window_stop]
         finite = [bool(torch.isfinite(eeg.trials[p]["eeg"][:, window_start:window_stop]).all()) for p in kept]
-        selection.nonfinite[name] = [p for p, ok in zip(kept, finite) if not ok]
-        selection.positions[name] = [p for p, ok in zip(kept, finite) if ok]
+        selection.nonfinite[name] = [p for p, ok in zip(kept, finite, strict=True) if not ok]
+        selection.positions[name] = [p for p, ok in zip(kept, finite, strict=True) if ok]
         selection.dropped_by_length[name] = in_rule.count(False)
-        selection.dropped_short_for_window[name] = sum(ok and n < window_stop for ok, n in zip(in_rule, lengths))
+        selection.dropped_short_for_window[name] = sum(ok and n < window_stop for ok, n in zip(in_rule, lengths, strict=True))
     return selection
 
 
@@ -487,7 +491,7 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         _, _, images = self._select()
         data = caches.data_state(self.hparams.eeg_path, images)
         for key, compute in specs:
-            folder, hit = caches.ensure_cache(self._cache_dir(), key, data, lambda: compute(images))
+            folder, hit = caches.ensure_cache(self._cache_dir(), key, data, functools.partial(compute, images))
             log.info("%s cache %s: %s", key["kind"], folder, "reused" if hit else "computed")
 
     def setup(self, stage: str | None = None) -> None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from dreamdiffusion.atomic import remove_stale_temporaries
 from dreamdiffusion.data.cache import CacheError, ShardCache, check_writable, open_shard, source_dir, stable_hash
-from dreamdiffusion.data.moabb_catalog import load_pinned
 from dreamdiffusion.data.loaders import eval_loader, train_loader
+from dreamdiffusion.data.moabb_catalog import load_pinned
 from dreamdiffusion.signal import N_CHANS, Preprocessing, Windows, harmonise_channels, montage_index, preprocess_raw, replication_index
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,8 @@ def download(
             except Exception as error:  # noqa: BLE001 - every failure is reported, the rest goes on
                 hint = " (re-run with --accept-licences after reading its licence)" if "accept" in str(error).lower() else ""
                 log.error("download of %s subject %s into %s failed: %s%s", name, subject, root, error, hint)
-                failures.append({"dataset": name, "subject": int(subject), "cache": str(root), "error": f"{type(error).__name__}: {error}{hint}"})
+                failures.append({"dataset": name, "subject": int(subject), "cache": str(root),
+                                 "error": f"{type(error).__name__}: {error}{hint}"})
     return failures
 
 
@@ -272,7 +273,7 @@ class MOABBDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        datasets: list[str] | str = ["FakeDataset"],
+        datasets: list[str] | str = ["FakeDataset"],  # noqa: B006 - read, never mutated; the CLI shows the list
         dataset_kwargs: dict[str, dict] | None = None,
         subjects: dict[str, list[int]] | None = None,
         exclude: list[str] | None = None,

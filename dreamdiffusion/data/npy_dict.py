@@ -205,7 +205,9 @@ def load_npy_dict(path: str | os.PathLike, what: str = "file", mmap_threshold: i
         except NotPlainNpyError:
             raise
         except Exception as err:  # noqa: BLE001 - truncated or malformed pickle: name the file
-            raise ValueError(f"{what} {path} could not be read ({type(err).__name__}: {err}); the file may be truncated: fetch it again") from None
+            raise ValueError(
+                f"{what} {path} could not be read ({type(err).__name__}: {err}); the file may be truncated: fetch it again"
+            ) from None
     if isinstance(content, np.ndarray) and content.dtype.hasobject and content.shape == ():
         content = content.item()
     if not isinstance(content, dict):

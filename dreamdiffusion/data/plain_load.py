@@ -57,7 +57,8 @@ def load_plain(path: str | os.PathLike, what: str = "data file") -> Any:
         reason = _refusal_reason(str(err))
         raise NotPlainDataError(
             f"{path} is not a plain data file (tensors, lists, dicts, strings, numbers only): it holds "
-            f"other objects (or pickle instructions the safe loader does not accept), so it was refused without running any of it ({reason.rstrip('.')}). Re-save its "
+            f"other objects (or pickle instructions the safe loader does not accept), so it was refused without running "
+            f"any of it ({reason.rstrip('.')}). Re-save its "
             "contents as plain data (e.g. torch.save of dicts/lists of tensors) or get the original file"
         ) from None
     except Exception as err:  # noqa: BLE001 - any other failure of a restricted load: not a .pth file

@@ -36,11 +36,15 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from dreamdiffusion.atomic import atomic_dir
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 SFREQ = 1000.0
 N_CHANS = 128
@@ -349,7 +353,7 @@ def write_synthetic_imagenet_eeg(
     trial_rng = np.random.default_rng([cfg.seed, 2])
 
     dataset = []
-    for position, image in enumerate(sequence):
+    for image in sequence:
         label = image // cfg.images_per_class
         for s in range(cfg.subjects):  # stored interleaved: subject s's trials follow `sequence`
             length = int(lengths[len(dataset)])
@@ -378,7 +382,7 @@ def write_synthetic_imagenet_eeg(
     return out
 
 
-def dataset_pictures(cfg: SyntheticConfig) -> Iterator[tuple[str, "PIL.Image.Image"]]:  # noqa: F821
+def dataset_pictures(cfg: SyntheticConfig) -> Iterator[tuple[str, PIL.Image.Image]]:
     """``(image name, PIL picture)`` of every picture of the dataset ``cfg`` describes (all splits), in the
     order :func:`write_synthetic_imagenet_eeg` writes them, before JPEG compression.
 

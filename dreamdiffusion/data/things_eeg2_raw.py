@@ -64,7 +64,7 @@ class RawSession:
         """Rows of the EEG channels of set ``channels`` (``occipito-parietal`` or ``all``), in file order."""
         if channels not in CHANNEL_SETS:
             raise ValueError(f"channels={channels!r}; use one of {', '.join(CHANNEL_SETS)}")
-        rows = [i for i, (name, kind) in enumerate(zip(self.ch_names, self.ch_types))
+        rows = [i for i, (name, kind) in enumerate(zip(self.ch_names, self.ch_types, strict=True))
                 if kind == "eeg" and CHANNEL_SETS[channels].match(name)]
         if not rows:
             raise ValueError(f"{self.path}: no EEG channel of the set {channels!r} among {self.ch_names}")

@@ -134,7 +134,7 @@ def write_synthetic_things_eeg2(out: str | os.PathLike, config: ThingsSyntheticC
                 concept_pattern[concept] = (shape_pattern[label % len(SHAPES)] + np.cos(angle) * hue_pattern[0]
                                             + np.sin(angle) * hue_pattern[1])
             patterns[part] = np.stack([concept_pattern[k] + 0.5 * evoked(rng, c, times) for k, _ in pictures[part]])
-            for i, (concept, file) in enumerate(pictures[part]):
+            for concept, file in pictures[part]:
                 label = offset + concepts[part].index(concept)
                 target = tmp / ("training_images" if part == "training" else "test_images") / concept / file
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,8 @@ class ThingsEEG2Trials:
         if subjects is None:
             subjects = [s for s in range(1, 11) if eeg_path(root, eeg_dir, s, "training").is_file()]
         self.subjects = list(subjects)
-        missing = [str(eeg_path(root, eeg_dir, s, "training")) for s in self.subjects if not eeg_path(root, eeg_dir, s, "training").is_file()]
+        training = [eeg_path(root, eeg_dir, s, "training") for s in self.subjects]
+        missing = [str(path) for path in training if not path.is_file()]
         if not self.subjects or missing:
             raise FileNotFoundError(
                 f"THINGS-EEG2 training file(s) {missing or 'sub-XX/preprocessed_eeg_training.npy'} not found under "

@@ -209,7 +209,8 @@ def build_scheduler(ldm_config: Mapping, schedule: Mapping[str, Tensor], report:
                 f"{params.get('linear_start')}..{params.get('linear_end')}, {params.get('timesteps')} steps); give its --sd-config"
             )
     for key in schedule:
-        report.ignore(key, "noise-schedule buffer; the scheduler is rebuilt from the ldm config" + (" (betas checked)" if key == "betas" else ""))
+        checked = " (betas checked)" if key == "betas" else ""
+        report.ignore(key, "noise-schedule buffer; the scheduler is rebuilt from the ldm config" + checked)
     return scheduler
 
 

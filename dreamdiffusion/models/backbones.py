@@ -20,10 +20,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from dreamdiffusion.models.provenance import RANDOM, write_folder_provenance
+
+if TYPE_CHECKING:
+    import diffusers
+
+    from dreamdiffusion.models.tiny_clip_warmup import ClipWarmup
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 CLIP_VIT_L14 = "openai/clip-vit-large-patch14"
@@ -33,9 +39,9 @@ CLIP_VIT_L14 = "openai/clip-vit-large-patch14"
 class SDComponents:
     """The Stable Diffusion parts this project uses (no text encoder or tokenizer)."""
 
-    unet: "diffusers.UNet2DConditionModel"  # noqa: F821
-    vae: "diffusers.AutoencoderKL"  # noqa: F821
-    scheduler: "diffusers.DDPMScheduler"  # noqa: F821
+    unet: diffusers.UNet2DConditionModel
+    vae: diffusers.AutoencoderKL
+    scheduler: diffusers.DDPMScheduler
 
     @property
     def vae_scale_factor(self) -> int:
@@ -189,7 +195,7 @@ def build_tiny_clip(
     seed: int = 0,
     image_size: int = 32,
     projection_dim: int = 32,
-    warmup: "ClipWarmup | None" = None,  # noqa: F821
+    warmup: ClipWarmup | None = None,
 ) -> Path:
     """Write a tiny random ``CLIPVisionModelWithProjection`` and its image processor to ``folder``.
 

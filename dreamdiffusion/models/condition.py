@@ -282,7 +282,8 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
         """
         folder = Path(pretrained_model_name_or_path)
         torch_dtype = kwargs.pop("torch_dtype", None)
-        unsupported = {k: v for k, v in kwargs.items() if v not in (None, False) and k in ("device_map", "variant", "quantization_config", "subfolder")}
+        unsupported = {k: v for k, v in kwargs.items()
+                       if v not in (None, False) and k in ("device_map", "variant", "quantization_config", "subfolder")}
         if unsupported:
             raise ValueError(f"EEGConditionModel.from_pretrained does not support {unsupported}; load it whole, on CPU, then .to(device)")
         if not folder.is_dir():
@@ -303,7 +304,8 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
             if config.get("_class_name") != cls.__name__:
                 raise ValueError(f"{folder / CONFIG} describes a {config.get('_class_name')!r}, not an {cls.__name__}; {REEXPORT}")
             model = cls.from_config(config)
-            load_strict(model, load_file(str(folder / WEIGHTS)), str(folder / WEIGHTS), f"it was not written with {folder / CONFIG}; {REEXPORT}")
+            load_strict(model, load_file(str(folder / WEIGHTS)), str(folder / WEIGHTS),
+                        f"it was not written with {folder / CONFIG}; {REEXPORT}")
         if torch_dtype is not None:
             model.to(torch_dtype)
         return model.eval()

@@ -134,7 +134,7 @@ class ImageClassifier(nn.Module):
         self.model, self.preprocess, self.num_classes = model.eval(), preprocess, num_classes
         self.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "ImageClassifier":
+    def train(self, mode: bool = True) -> ImageClassifier:
         return super().train(False)  # never leaves eval mode (dropout, batch norm)
 
     @torch.no_grad()

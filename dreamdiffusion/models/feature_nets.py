@@ -43,7 +43,7 @@ from dreamdiffusion.models.eval_models import (
 SWAV_URL = "https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar"
 
 
-@dataclass
+@dataclass(frozen=True)  # a signature default of the THINGS evaluation: shared, so never mutated
 class FeatureNetConfig:
     """One feature network (module docstring): torchvision ``architecture`` cut at ``layer``, its weights
     (``weights`` enum name, or ``weights_url``, or a local ``weights_path``), the input side ``image_size``,
@@ -95,7 +95,7 @@ class FeatureNetwork(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
-    def train(self, mode: bool = True) -> "FeatureNetwork":
+    def train(self, mode: bool = True) -> FeatureNetwork:
         return super().train(False)  # batch norm and dropout stay in eval mode
 
     @torch.no_grad()
@@ -163,7 +163,7 @@ class CLIPImageFeatures(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
-    def train(self, mode: bool = True) -> "CLIPImageFeatures":
+    def train(self, mode: bool = True) -> CLIPImageFeatures:
         return super().train(False)
 
     @torch.no_grad()

@@ -109,7 +109,7 @@ def recompute_batch_norm_statistics(model: nn.Module, inputs: torch.Tensor, batc
     model.train()
     for chunk in inputs.split(batch_size):
         model(chunk)
-    for m, momentum in zip(norms, momenta):
+    for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
 
 

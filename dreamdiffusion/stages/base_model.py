@@ -30,12 +30,16 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+
+if TYPE_CHECKING:
+    import diffusers
 
 # The base model's pictures: np.random.default_rng([seed, BASE_MODEL_STREAM]) (the dataset uses 1-4).
 BASE_MODEL_STREAM = 0x42415345  # "BASE"
@@ -98,7 +102,7 @@ class BaseModelConfig:
         return asdict(self)
 
 
-def build_vae(config: BaseModelConfig) -> "diffusers.AutoencoderKL":  # noqa: F821
+def build_vae(config: BaseModelConfig) -> diffusers.AutoencoderKL:
     """SD's VAE class, small (attention in the middle block, as SD's: it gives the decoder the whole picture)."""
     from diffusers import AutoencoderKL
 
@@ -121,7 +125,7 @@ def build_vae(config: BaseModelConfig) -> "diffusers.AutoencoderKL":  # noqa: F8
     return vae
 
 
-def build_unet(config: BaseModelConfig) -> "diffusers.UNet2DConditionModel":  # noqa: F821
+def build_unet(config: BaseModelConfig) -> diffusers.UNet2DConditionModel:
     """SD's UNet class, two levels: cross-attention at the latent resolution, none at half of it."""
     from diffusers import UNet2DConditionModel
 
@@ -139,7 +143,7 @@ def build_unet(config: BaseModelConfig) -> "diffusers.UNet2DConditionModel":  # 
     )
 
 
-def build_noise_scheduler() -> "diffusers.DDPMScheduler":  # noqa: F821
+def build_noise_scheduler() -> diffusers.DDPMScheduler:
     """SD-1.5's training noise schedule: 1000 steps, β scaled-linear 0.00085 → 0.012."""
     from diffusers import DDPMScheduler
 

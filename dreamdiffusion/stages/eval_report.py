@@ -6,8 +6,9 @@ gets a percentile-bootstrap interval over EEG trials (:mod:`dreamdiffusion.boots
 EEG, null condition) whose interval lies **above** chance is a **failure of the run**: the figures would then
 not come from the trials' EEG alone. An interval below chance is reported, not failed: the shuffled control
 pairs each trial with another picture's EEG, so a model that reads EEG draws or retrieves that other picture,
-never the trial's own (a perfect model's shuffled retrieval is 0, not 1/candidates). Chance is ``top_k / n_way`` for n-way top-k and ``1 / candidates`` for
-retrieval; PSNR/SSIM/LPIPS have no chance level and are reported beside the real condition for comparison.
+never the trial's own (a perfect model's shuffled retrieval is 0, not 1/candidates). Chance is ``top_k / n_way``
+for n-way top-k and ``1 / candidates`` for retrieval; PSNR/SSIM/LPIPS have no chance level and are reported
+beside the real condition for comparison.
 """
 
 from __future__ import annotations
@@ -228,10 +229,12 @@ def control_rows(results: dict) -> str:
 
 def subject_rows(results: dict) -> str:
     st = results["settings"]
-    lines = [f"| subject | trials | {st['n_way']}-way top-{st['top_k']} (mean of samples) | EEG→CLIP retrieval top-1 | PSNR | SSIM | LPIPS |",
+    lines = [f"| subject | trials | {st['n_way']}-way top-{st['top_k']} (mean of samples) | EEG→CLIP retrieval top-1 "
+             "| PSNR | SSIM | LPIPS |",
              "|---|---|---|---|---|---|---|"]
     for subject, part in results["per_subject"].items():
-        cells = [with_ci(part["metrics"].get(k), part["ci"].get(k), *DIGITS[k]) for k in ("top1_mean", "retrieval_top1", "psnr", "ssim", "lpips")]
+        cells = [with_ci(part["metrics"].get(k), part["ci"].get(k), *DIGITS[k])
+                 for k in ("top1_mean", "retrieval_top1", "psnr", "ssim", "lpips")]
         lines.append(f"| {subject} | {part['trials']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -265,11 +268,13 @@ def metrics_table(results: dict) -> str:
         )
     lines += [
         f"Pipeline: `{results['pipeline']}` · split: {results['split']} · {results['trials']} EEG trials × "
-        f"{st['num_samples']} samples = {results['generated_images']} images · {st['sampler'].upper() if st['sampler'] in ('ddim', 'plms') else st['sampler']} "
+        f"{st['num_samples']} samples = {results['generated_images']} images · "
+        f"{st['sampler'].upper() if st['sampler'] in ('ddim', 'plms') else st['sampler']} "
         f"{st['num_inference_steps']} steps · guidance {st['guidance_scale']} · {st['image_size']} px · seed {st['seed']}\n",
         head + ours + rows,
         "EEG→CLIP retrieval top-1: " + with_ci(m.get("retrieval_top1"), results["ci"].get("retrieval_top1"), 1, True)
-        + (f" among {m['retrieval_candidates']} images (chance {fmt(1 / m['retrieval_candidates'], percent=True)})" if m.get("retrieval_candidates") else "")
+        + (f" among {m['retrieval_candidates']} images (chance {fmt(1 / m['retrieval_candidates'], percent=True)})"
+           if m.get("retrieval_candidates") else "")
         + "\n",
         f"[low, high]: {int(100 * st['bootstrap']['level'])}% percentile bootstrap over the {results['trials']} EEG trials "
         f"({st['bootstrap']['n_resamples']} resamples; FID and IS recomputed on {st['bootstrap']['set_resamples']} resampled "
@@ -291,7 +296,8 @@ def metrics_table(results: dict) -> str:
         lines.append("## Networks\n\n| metric | network | weights | meaningful |\n|---|---|---|---|\n" + networks)
     lines.append(
         f"FID on {st['fid_features']}-dimensional Inception features (the paper's 3.61 came from the authors' "
-        f"64-feature FID: not comparable with a 2048-feature FID); PSNR/SSIM data range {st['data_range']}; IS with {st['is_splits']} splits; "
+        f"64-feature FID: not comparable with a 2048-feature FID); PSNR/SSIM data range {st['data_range']}; "
+        f"IS with {st['is_splits']} splits; "
         f"{n_way}-way accuracy from a {st['classifier']['architecture']} classifier with {st['classifier_classes']} classes, "
         f"{st['n_trials']} seeded trials per image. The paper's accuracy is Table 2's full model (mean over samples).\n"
     )

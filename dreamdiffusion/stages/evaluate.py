@@ -59,6 +59,7 @@ from dreamdiffusion.metrics import (
     inception_score_from_logits,
     to_uint8,
 )
+from dreamdiffusion.models.condition import Condition
 from dreamdiffusion.models.eval_models import (
     ClassifierConfig,
     InceptionConfig,
@@ -67,7 +68,6 @@ from dreamdiffusion.models.eval_models import (
     load_inception,
     load_lpips_net,
 )
-from dreamdiffusion.models.condition import Condition
 from dreamdiffusion.stages.eval_report import DEFINITIONS, PAPER, hits_of, meaningful_labels, metrics_table, summarise
 
 __all__ = ["EvalModule", "metrics_table", "PAPER", "DEFINITIONS"]
@@ -308,7 +308,7 @@ class EvalModule(L.LightningModule):
         from dreamdiffusion.pipeline import to_pil
 
         paths = []
-        for image, name in zip(to_pil(images), names):
+        for image, name in zip(to_pil(images), names, strict=True):
             path = folder / f"{name}.png"
             with atomic_path(path) as tmp:
                 image.save(tmp, format="PNG")
@@ -339,7 +339,7 @@ class EvalModule(L.LightningModule):
         if not rows.any():
             return
         index = batch["index"][rows]
-        names = [n for n, keep in zip(batch["image_name"], rows.tolist()) if keep]
+        names = [n for n, keep in zip(batch["image_name"], rows.tolist(), strict=True) if keep]
         generated, condition = self.generate(batch["eeg"][rows], index)  # [B, S, 3, H, W]
         gt = ((batch["image"][rows].float() + 1) / 2).clamp(0, 1)
         if gt.shape[-2:] != generated.shape[-2:]:
@@ -357,7 +357,7 @@ class EvalModule(L.LightningModule):
         columns["clip_target"] = target if target is not None else torch.full_like(columns["clip_predicted"], float("nan"))
 
         folder = self.stage_dir / "samples"
-        trial_names = [self.trial_name(int(i), n) for i, n in zip(index.tolist(), names)]
+        trial_names = [self.trial_name(int(i), n) for i, n in zip(index.tolist(), names, strict=True)]
         self.save_pngs(folder, gt, [f"{t}_gt" for t in trial_names])
         self.save_pngs(folder, flat, [f"{t}_sample{k}" for t in trial_names for k in range(s)])
         if self.controls:
@@ -565,9 +565,9 @@ class EvalModule(L.LightningModule):
             return []
         index = batch["index"][rows]
         names = batch.get("image_name") or [f"eeg{int(i)}" for i in batch["index"].tolist()]
-        names = [n for n, keep in zip(names, rows.tolist()) if keep]
+        names = [n for n, keep in zip(names, rows.tolist(), strict=True) if keep]
         generated, _ = self.generate(batch["eeg"][rows], index)
-        trial_names = [self.trial_name(int(i), n) for i, n in zip(index.tolist(), names)]
+        trial_names = [self.trial_name(int(i), n) for i, n in zip(index.tolist(), names, strict=True)]
         s = generated.shape[1]
         return self.save_pngs(
             self.stage_dir / "predictions", generated.flatten(0, 1), [f"{t}_sample{k}" for t in trial_names for k in range(s)]

@@ -27,9 +27,9 @@ from dreamdiffusion.models.feature_nets import (
     FeatureNetConfig,
     alexnet_2,
     alexnet_5,
+    clip_features,
     efficientnet_b1,
     inception_v3,
-    clip_features,
     load_feature_net,
     swav,
 )

@@ -38,9 +38,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from dreamdiffusion.atomic import write_text
+from dreamdiffusion.metrics import RetrievalTop1, image_ids
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, clip_projection_dim, load_clip, load_sd
 from dreamdiffusion.models.condition import Condition, EEGConditionModel
-from dreamdiffusion.metrics import RetrievalTop1, image_ids
 from dreamdiffusion.models.mae import preset as encoder_preset_config
 
 FROZEN_TOWERS = ("vae.", "clip.")
@@ -243,7 +243,7 @@ class EEGSDFinetuneModule(L.LightningModule):
                 p.requires_grad_(name in selected)
         return sorted(n for n, p in self.named_parameters() if p.requires_grad)
 
-    def train(self, mode: bool = True) -> "EEGSDFinetuneModule":
+    def train(self, mode: bool = True) -> EEGSDFinetuneModule:
         """Lightning switches the whole module to train mode every epoch; frozen parts stay in eval."""
         super().train(mode)
         self.vae.eval()

@@ -74,7 +74,7 @@ def test_predict_under_ddp_writes_the_same_images_as_one_process(paired_run_dir)
     one = sorted((paired_run_dir / "one/predictions").glob("*.png"))
     two = sorted((paired_run_dir / "two/predictions").glob("*.png"))
     assert one and [p.name for p in one] == [p.name for p in two]
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=True):
         # per-trial seeds: the same picture; batch composition differs, so allow a rounding step of the uint8 PNG
         difference = np.abs(np.asarray(Image.open(a), dtype=int) - np.asarray(Image.open(b), dtype=int))
         assert difference.max() <= 1 and difference.mean() < 0.01, a.name

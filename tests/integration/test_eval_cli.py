@@ -4,9 +4,9 @@ tiny evaluation networks, all built in the test and read through the config's pa
 import json
 
 import pytest
+from tiny_weights import tiny_eval_networks
 
 from dreamdiffusion.pipeline import build_tiny_pipeline
-from tiny_weights import tiny_eval_networks
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_two_processes_give_the_same_figures_as_one(cli, repo, run_dir):
 
     one_rows, two_rows = rows(run_dir / "eval1"), rows(run_dir / "eval2")
     assert [list(r) for r in two_rows] == [list(r) for r in one_rows] and len(two_rows) == len(one_rows)
-    for a, b in zip(one_rows, two_rows):  # the same trials and partners; values printed to 6 digits: compare as numbers
+    for a, b in zip(one_rows, two_rows, strict=True):  # the same trials and partners; values printed to 6 digits: compare as numbers
         assert a["image_name"] == b["image_name"]
         keys = [k for k in a if k != "image_name"]
         assert [float(b[k]) for k in keys] == pytest.approx([float(a[k]) for k in keys], rel=1e-5, abs=1e-5)

@@ -116,7 +116,9 @@ def test_the_entry_point_prints_one_line_and_exits_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "dreamdiffusion", "fit", "-c", str(broken)],
                             cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: {broken}: not valid YAML at line 4, column 1: expected ',' or ']', but got '<stream end>'; fix the file"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: {broken}: not valid YAML at line 4, column 1: expected ',' or ']', but got '<stream end>'; fix the file"
+    ]
 
 
 @pytest.mark.slow

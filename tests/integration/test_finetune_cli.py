@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from small_corpus import SMALL_CORPUS
 
 from dreamdiffusion.models.encoder_file import save_encoder
 from dreamdiffusion.models.mae import MaskedEEGAutoencoder, preset
 from dreamdiffusion.pipeline import DreamDiffusionPipeline
-from small_corpus import SMALL_CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
 STAGE1_BUDGET = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", *SMALL_CORPUS]

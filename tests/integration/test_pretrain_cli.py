@@ -4,10 +4,10 @@ import json
 
 import pytest
 import yaml
+from small_corpus import SMALL_CORPUS
 
 from dreamdiffusion.models.encoder_file import load_encoder
 from dreamdiffusion.models.mae import preset
-from small_corpus import SMALL_CORPUS
 
 TINY_BUDGET = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1", *SMALL_CORPUS]
 

@@ -1,9 +1,10 @@
 """A checkpoint in the DreamDiffusion authors' exact format, at tiny sizes, for the importer's tests.
 
 The layout is written from the facts of their code (``torch.save({"model_state_dict", "config", "state"})``,
-ldm names, a frozen CLIP image tower under ``image_embedder.``), not from their code: the UNet/VAE keys come from a tiny diffusers model through the inverse of
-diffusers' ldm→diffusers mapping (:func:`unet_to_ldm`, :func:`vae_to_ldm`), the condition keys from
-:func:`authors_condition_state`; :func:`reference_condition` is their condition forward in plain torch ops.
+ldm names, a frozen CLIP image tower under ``image_embedder.``), not from their code: the UNet/VAE keys come from
+a tiny diffusers model through the inverse of diffusers' ldm→diffusers mapping (:func:`unet_to_ldm`,
+:func:`vae_to_ldm`), the condition keys from :func:`authors_condition_state`; :func:`reference_condition` is their
+condition forward in plain torch ops.
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ def reference_condition(cond: dict[str, Tensor], time: dict[str, Tensor], eeg: T
     Their encoder adds positions to the patch tokens, runs pre-LN blocks (softmax attention, GELU MLP) on the
     patch tokens only (no cls), then the final LayerNorm.
     """
-    x = F.conv1d(eeg, cond["mae.patch_embed.proj.weight"], cond["mae.patch_embed.proj.bias"], stride=cond["mae.patch_embed.proj.weight"].shape[2])
+    weight = cond["mae.patch_embed.proj.weight"]
+    x = F.conv1d(eeg, weight, cond["mae.patch_embed.proj.bias"], stride=weight.shape[2])
     x = x.transpose(1, 2) + cond["mae.pos_embed"][:, 1:]
     d = x.shape[-1]
     depth = len({k.split(".")[2] for k in cond if k.startswith("mae.blocks.")})
@@ -197,7 +199,8 @@ def reference_condition(cond: dict[str, Tensor], time: dict[str, Tensor], eeg: T
     hidden = F.linear(mapped, cond["dim_mapper.weight"], cond["dim_mapper.bias"])
     t = F.conv1d(F.conv1d(hidden, time["0.weight"], time["0.bias"]), time["1.weight"], time["1.bias"])
     time_vector = F.linear(t, time["2.weight"], time["2.bias"])[:, 0]
-    clip = F.linear(F.conv1d(tokens, cond["mapping.maxpool.weight"], cond["mapping.maxpool.bias"])[:, 0], cond["mapping.fc.weight"], cond["mapping.fc.bias"])
+    pooled = F.conv1d(tokens, cond["mapping.maxpool.weight"], cond["mapping.maxpool.bias"])[:, 0]
+    clip = F.linear(pooled, cond["mapping.fc.weight"], cond["mapping.fc.bias"])
     return tokens, hidden, time_vector, clip
 
 

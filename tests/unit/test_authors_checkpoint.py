@@ -104,7 +104,8 @@ def test_condition_model_matches_the_authors_forward(imported):
 def _authors_encoder_module():
     code, timm_dir = os.environ.get("DREAMDIFFUSION_AUTHORS_CODE"), os.environ.get("DREAMDIFFUSION_TIMM054")
     if not code or not timm_dir:
-        pytest.skip("set DREAMDIFFUSION_AUTHORS_CODE (folder with sc_mbm/) and DREAMDIFFUSION_TIMM054 (timm 0.5.4) to compare with their code")
+        pytest.skip("set DREAMDIFFUSION_AUTHORS_CODE (folder with sc_mbm/) and DREAMDIFFUSION_TIMM054 (timm 0.5.4) "
+                    "to compare with their code")
     saved_path, saved_modules = list(sys.path), dict(sys.modules)
     sys.path[:0] = [timm_dir, code]
     try:

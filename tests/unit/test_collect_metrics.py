@@ -40,7 +40,8 @@ def write_metrics(folder, retrieval, candidates, top1, fid, n_way=10, random_cla
 @pytest.fixture
 def runs(tmp_path):
     write_metrics(tmp_path / "run" / "eval", 0.4, 10, 0.8437, 0.0312)
-    write_metrics(tmp_path / "run" / "eval_no_clip", 0.1, 10, 0.5, None, random_classifier=True, failures=["null_condition control: top1_mean is above chance"])
+    write_metrics(tmp_path / "run" / "eval_no_clip", 0.1, 10, 0.5, None, random_classifier=True,
+                  failures=["null_condition control: top1_mean is above chance"])
     write_metrics(tmp_path / "t2" / "mask0.5" / "eval", None, None, 0.25, 7.0)
     return tmp_path
 

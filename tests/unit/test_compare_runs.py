@@ -6,7 +6,7 @@ import pytest
 def write_trials(folder, top1: list[float], hits: list[float]):
     folder.mkdir(parents=True)
     lines = ["index,image_name,label,subject,top1_mean,retrieval_hit"]
-    lines += [f"{i},img{i},0,1,{t},{h}" for i, (t, h) in enumerate(zip(top1, hits))]
+    lines += [f"{i},img{i},0,1,{t},{h}" for i, (t, h) in enumerate(zip(top1, hits, strict=True))]
     (folder / "trials.csv").write_text("\n".join(lines) + "\n")
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dreamdiffusion.data import embedding_cache
-from dreamdiffusion.data.images import read_image, to_tensor
 from dreamdiffusion.data.imagenet_eeg import ImageNetEEGDataModule
+from dreamdiffusion.data.images import read_image, to_tensor
 from dreamdiffusion.data.synthetic import write_synthetic_imagenet_eeg
 from dreamdiffusion.models.backbones import build_tiny_clip, build_tiny_sd, load_clip, load_sd
 
@@ -24,7 +24,7 @@ def source(tmp_path_factory):
 @pytest.fixture
 def run(source, tmp_path):
     """A private copy of data and models, and a factory of data modules that cache into tmp_path/cache."""
-    for name, folder in zip(("data", "clip", "sd"), source):
+    for name, folder in zip(("data", "clip", "sd"), source, strict=True):
         shutil.copytree(folder, tmp_path / name)
 
     def make(**kwargs):
@@ -159,7 +159,8 @@ def test_a_moved_data_folder_keeps_its_caches(run, counted):
 def test_setup_without_prepare_data_names_the_missing_cache(run):
     root, make = run
     dm = make(cache_latents=False)
-    with pytest.raises(FileNotFoundError, match=r"the clip_embeds cache .*clip_embeds-[0-9a-f]{16} is missing.*call prepare_data\(\) first"):
+    missing = r"the clip_embeds cache .*clip_embeds-[0-9a-f]{16} is missing.*call prepare_data\(\) first"
+    with pytest.raises(FileNotFoundError, match=missing):
         dm.setup("fit")
 
 

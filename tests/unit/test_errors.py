@@ -26,7 +26,7 @@ def test_a_wrapped_user_error_is_found_along_the_chain_and_said_in_one_line():
         try:
             raise UserError("bad value\nof x")
         except UserError:
-            raise ValueError("Does not validate against any of the Union subtypes")
+            raise ValueError("Does not validate against any of the Union subtypes")  # noqa: B904 - chained as jsonargparse does
 
     found = user_error(caught(wrapped))
     assert isinstance(found, UserError) and message(found) == "bad value of x"

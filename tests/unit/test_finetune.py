@@ -4,13 +4,13 @@ import re
 
 import pytest
 import torch
+from finetune_helpers import build_weights, paired_batch
 
+from dreamdiffusion.metrics import retrieval_top1
 from dreamdiffusion.models.encoder_file import save_encoder
 from dreamdiffusion.models.mae import MaskedEEGAutoencoder, preset
-from dreamdiffusion.metrics import retrieval_top1
 from dreamdiffusion.pipeline import DreamDiffusionPipeline
 from dreamdiffusion.stages.finetune import EEGSDFinetuneModule, clip_loss, cross_attention_parameter_names
-from finetune_helpers import build_weights, paired_batch
 
 # The A set written out independently of the code under test: parameters of a transformer block's
 # attn2 and of the norm2 right before it, and nothing from ResNet blocks (whose GroupNorm is also 'norm2').

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import CLIPImageProcessor
 
-from dreamdiffusion.data.images import read_image, to_tensor
 from dreamdiffusion.data.imagenet_eeg import ImageNetEEGDataModule
+from dreamdiffusion.data.images import read_image, to_tensor
 from dreamdiffusion.models.backbones import build_tiny_clip
 from dreamdiffusion.signal import resample_window
 
@@ -194,7 +194,7 @@ def test_windows_are_resampled_the_same_across_chunk_boundaries():
     trials = [{"eeg": torch.randn(128, n)} for n in (460, 500, 512, 600, 471)]
     windows = cut_windows(trials, 20, 460, 512, chunk=2)
     assert windows.shape == (5, 128, 512) and windows.dtype == torch.float32
-    for window, trial in zip(windows, trials):
+    for window, trial in zip(windows, trials, strict=True):
         assert torch.equal(window, resample_window(trial["eeg"][:, 20:460], 512))
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dreamdiffusion.data.images import ImageReadError
 from dreamdiffusion.data.imagenet_eeg import ImageNetEEGDataModule
+from dreamdiffusion.data.images import ImageReadError
 from dreamdiffusion.data.plain_load import NotPlainDataError, load_plain
 from dreamdiffusion.data.synthetic import write_synthetic_imagenet_eeg
 from dreamdiffusion.models.backbones import build_tiny_clip
@@ -66,8 +66,8 @@ def edit(path: Path, change) -> None:
 
 
 def check(data, *extra, splits="block_splits_by_image_all.pth"):
-    from dreamdiffusion.commands.imagenet_eeg import check as run
     from dreamdiffusion.commands import build_parser
+    from dreamdiffusion.commands.imagenet_eeg import check as run
 
     args = build_parser().parse_args(["data", "check-imagenet-eeg", "--eeg", str(data / "eeg_5_95_std.pth"),
                                       "--splits", str(data / splits), "--images", str(data / "images"), *extra])
@@ -215,7 +215,8 @@ def test_a_split_empty_after_filtering_is_refused(data, source):
                 trial["eeg"] = torch.zeros(128, 700)
 
     edit(data / "eeg_5_95_std.pth", lengthen)
-    with pytest.raises(ValueError, match=r"the train split of .*block_splits_by_image_all.pth \(split_index 0, subject 2\) holds no trials after filtering"):
+    empty = r"the train split of .*block_splits_by_image_all.pth \(split_index 0, subject 2\) holds no trials after filtering"
+    with pytest.raises(ValueError, match=empty):
         setup(data, source[1], subject=2)
     report = check(data, "--subject", "2")
     assert not report["ok"] and report["splits"] == {"train": 0, "val": 0, "test": 0}

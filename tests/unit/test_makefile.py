@@ -57,6 +57,13 @@ def test_reproduce_things_names_configs_that_exist_and_reads_local_suite_weights
     assert "dreamdiffusion data check-things-eeg2 --root data/things_eeg2" in dry_run(repo, "data-check-things")
 
 
+def test_test_target_lints_before_it_runs_the_suite(repo):
+    commands = dry_run(repo, "test").splitlines()
+    lint = next(i for i, c in enumerate(commands) if c.endswith("ruff check ."))
+    suite = next(i for i, c in enumerate(commands) if "-m pytest" in c)
+    assert lint < suite
+
+
 def demo_steps(repo, target: str, run_dir, *variables: str) -> dict[str, str]:
     """``{step name: command}`` of the steps `make -n <target>` would run (each through scripts/run_step.sh)."""
     commands = dry_run(repo, target, f"RUN_DIR={run_dir}", "BIN=.venv/bin", *variables)

@@ -59,7 +59,9 @@ def test_2_hz_is_removed_and_40_hz_kept_all_the_way_through_the_cache(tmp_path, 
     signal = torch.cat([dm.train_set[i][0] for i in range(len(dm.train_set))]).numpy()
     spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal)))) ** 2
     freqs = np.fft.rfftfreq(len(signal), 0.44 / 512)
-    power = lambda f: spectrum[np.argmin(np.abs(freqs - f))]  # noqa: E731
+    def power(f):
+        return spectrum[np.argmin(np.abs(freqs - f))]
+
     assert power(2) < 1e-3 * power(40)
     assert power(40) > 0.2 * spectrum.sum()  # the 40 Hz line holds the signal
 

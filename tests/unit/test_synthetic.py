@@ -63,7 +63,8 @@ def test_splits_are_by_image_and_address_as_the_real_files_do(small):
     images_single = {k: {per_subject[i]["image"] for i in v} for k, v in single.items()}
     images_all = {k: {trials[i]["image"] for i in v} for k, v in every.items()}
     assert images_single == images_all
-    assert not (images_all["train"] & images_all["val"] or images_all["train"] & images_all["test"] or images_all["val"] & images_all["test"])
+    train, val, test = images_all["train"], images_all["val"], images_all["test"]
+    assert not (train & val or train & test or val & test)
     for name in ("train", "val", "test"):  # stratified: every class in every split
         assert {trials[i]["label"] for i in every[name]} == {0, 1, 2, 3}
 
@@ -101,11 +102,13 @@ def test_same_seed_same_dataset_other_seed_other_dataset(small, tmp_path):
     folder, eeg, single, _ = small
     again = write_synthetic_imagenet_eeg(tmp_path / "again", classes=4, images_per_class=3, subjects=3, seed=7)
     eeg2, single2, _ = _read(again)
-    assert all(torch.equal(a["eeg"], b["eeg"]) for a, b in zip(eeg["dataset"], eeg2["dataset"]))
+    assert all(torch.equal(a["eeg"], b["eeg"]) for a, b in zip(eeg["dataset"], eeg2["dataset"], strict=True))
     assert single2 == single
     name = eeg["images"][5]
     rel = f"images/{name.split('_')[0]}/{name}.JPEG"
-    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    def digest(p):
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
     assert digest(folder / rel) == digest(again / rel)
     other, _, _ = _read(write_synthetic_imagenet_eeg(tmp_path / "other", classes=4, images_per_class=3, subjects=3, seed=8))
     assert not torch.equal(other["dataset"][0]["eeg"][:, :440], eeg["dataset"][0]["eeg"][:, :440])
@@ -174,7 +177,9 @@ def test_channel_means_alone_do_not_reveal_the_class(demo):
     _, eeg, _, every = demo
     x_train, y_train = _windows(eeg, every["train"])
     x_test, y_test = _windows(eeg, every["val"] + every["test"])
-    means = lambda x: x.reshape(len(x), 128, 512).mean(-1)  # noqa: E731
+    def means(x):
+        return x.reshape(len(x), 128, 512).mean(-1)
+
     accuracy = _linear_probe_accuracy(means(x_train), y_train, means(x_test), y_test, weight_decay=1e-3)
     assert accuracy < 2 * (1 / SyntheticConfig.classes)
 

@@ -104,7 +104,7 @@ def test_twin_is_in_the_release_format(twin):
     assert test["preprocessed_eeg_data"].shape == (3, 5, 17, 100)
     meta = np.load(data / "image_metadata.npy", allow_pickle=True).item()
     assert sorted(meta) == ["test_img_concepts", "test_img_files", "train_img_concepts", "train_img_files"]
-    for concept, file in zip(meta["train_img_concepts"], meta["train_img_files"]):
+    for concept, file in zip(meta["train_img_concepts"], meta["train_img_files"], strict=True):
         assert (data / "training_images" / concept / file).is_file()
 
 
@@ -137,7 +137,9 @@ def test_item_i_is_picture_i_of_the_metadata_and_its_eeg(twin):
 
 def test_splits_are_leak_free_whole_concepts(twin):
     dm = module(twin)
-    concept = lambda ds: {name.split("/")[0] for name in (ds.metadata.image_name(ds.part, c) for _, c, _ in ds.rows)}
+    def concept(ds):
+        return {name.split("/")[0] for name in (ds.metadata.image_name(ds.part, c) for _, c, _ in ds.rows)}
+
     train, val, test = (concept(dm.datasets[k]) for k in ("train", "val", "test"))
     assert len(val) == 2 and not val & train and not test & (train | val)
     meta = load_metadata(twin[0] / "image_metadata.npy")
