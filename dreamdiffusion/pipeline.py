@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import BaseOutput, is_accelerate_available
 from torch import Tensor
 
+from dreamdiffusion import progress
 from dreamdiffusion.atomic import atomic_dir, write_text
 from dreamdiffusion.checksums import verified, verify_checksums, write_checksums
 from dreamdiffusion.generation import decode, denoise, initial_noise, latent_shape
@@ -65,11 +65,12 @@ class DreamDiffusionPipelineOutput(BaseOutput):
 
 @contextlib.contextmanager
 def _quiet_loading_bar():
-    """diffusers' "Loading pipeline components" bar only where someone watches a terminal (not in logs or pipes)."""
+    """diffusers' "Loading pipeline components" bar only where someone watches a terminal (not in logs or pipes)
+    and did not ask for quiet (:mod:`dreamdiffusion.progress`)."""
     from diffusers.utils import logging as diffusers_logging
 
     was_on = diffusers_logging.is_progress_bar_enabled()
-    if was_on and not sys.stderr.isatty():
+    if was_on and not progress.enabled():
         diffusers_logging.disable_progress_bar()
     try:
         yield

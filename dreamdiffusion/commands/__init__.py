@@ -1,13 +1,17 @@
 """Plain subcommands of ``dreamdiffusion`` that are not training: ``data ...``, ``weights ...``, ``generate``.
 
 Each group of subcommands lives in its own module with a ``register(subparsers)`` function that adds
-its parsers and sets ``func`` (called with the parsed namespace, returns the exit status).
+its parsers and sets ``func`` (called with the parsed namespace, returns the exit status). Every command
+also takes ``--quiet``: no progress bars (:mod:`dreamdiffusion.progress`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Iterator
+
+from dreamdiffusion import progress
 
 # ``dreamdiffusion data <name>`` subcommands, by module (each registers its own names).
 DATA_MODULES: list[str] = ["moabb", "imagenet_eeg", "things_eeg2"]
@@ -24,9 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(f"dreamdiffusion.commands.{name}").register(data_commands)
     for name in TOP_MODULES:
         importlib.import_module(f"dreamdiffusion.commands.{name}").register(commands)
+    for command in _commands(parser):
+        command.add_argument("--quiet", action="store_true", help="no progress bars (they are off anyway when stderr is not a terminal)")
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """The parsers that run something (those without subcommands of their own), each once."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        yield parser
+    for group in groups:
+        for sub in {id(p): p for p in group.choices.values()}.values():  # aliases share a parser
+            yield from _commands(sub)
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    with progress.quiet(args.quiet):
+        return int(args.func(args) or 0)

@@ -22,13 +22,13 @@ unless ``--scheduler NAME`` names another diffusers scheduler (built on the same
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dreamdiffusion import progress
 from dreamdiffusion.signal import N_CHANS, N_TIMES, Preprocessing, cut_windows, eeg_data, filter_and_standardise, replication_index
 
 MNE_FORMATS = (".fif", ".fif.gz", ".edf", ".bdf", ".gdf", ".set", ".vhdr", ".cnt", ".mff", ".nxe", ".snirf")
@@ -176,29 +176,31 @@ def generate(args: argparse.Namespace) -> int:
     from dreamdiffusion.generation import build_sampler, derive_seed
 
     pipe = DreamDiffusionPipeline.from_pretrained(args.pipeline).to(args.device)
-    pipe.set_progress_bar_config(disable=not sys.stderr.isatty())
+    pipe.set_progress_bar_config(disable=not progress.enabled(), leave=False)  # the steps of one batch, under the images bar
     if args.scheduler is not None:
         pipe.scheduler = build_sampler(pipe.scheduler.config, args.scheduler)
     out.mkdir(parents=True, exist_ok=True)
 
     written = 0
-    for start in range(0, len(windows), args.batch_size):
-        chunk = windows[start : start + args.batch_size]
-        # One generator per image, seeded by the window's position in the whole list (not in the chunk).
-        generators = [
-            torch.Generator("cpu").manual_seed(derive_seed(args.seed, start + j, k))
-            for j in range(len(chunk)) for k in range(args.num_samples)
-        ]
-        images = pipe(
-            chunk, num_images_per_eeg=args.num_samples, num_inference_steps=args.steps,
-            guidance_scale=args.guidance_scale, generator=generators,
-        ).images
-        for i, image in enumerate(images):
-            j, k = divmod(i, args.num_samples)
-            path = out / f"{eeg_path.stem}_{names[start + j]}_sample{k}.png"
-            with atomic_path(path) as tmp:
-                image.save(tmp, format="PNG")
-            written += 1
+    with progress.bar(total=len(windows) * args.num_samples, desc="generate", unit="image") as bar:
+        for start in range(0, len(windows), args.batch_size):
+            chunk = windows[start : start + args.batch_size]
+            # One generator per image, seeded by the window's position in the whole list (not in the chunk).
+            generators = [
+                torch.Generator("cpu").manual_seed(derive_seed(args.seed, start + j, k))
+                for j in range(len(chunk)) for k in range(args.num_samples)
+            ]
+            images = pipe(
+                chunk, num_images_per_eeg=args.num_samples, num_inference_steps=args.steps,
+                guidance_scale=args.guidance_scale, generator=generators,
+            ).images
+            for i, image in enumerate(images):
+                j, k = divmod(i, args.num_samples)
+                path = out / f"{eeg_path.stem}_{names[start + j]}_sample{k}.png"
+                with atomic_path(path) as tmp:
+                    image.save(tmp, format="PNG")
+                written += 1
+                bar.update()
     print(f"{written} images from {len(windows)} EEG windows of {eeg_path} written to {out}")
     return 0
 

@@ -120,7 +120,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     from dreamdiffusion.data.moabb import MOABBDataModule
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
     init_args = {}
     if args.config:
         config = yaml.safe_load(Path(args.config).read_text()) or {}

@@ -25,9 +25,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
+from dreamdiffusion import progress
 from dreamdiffusion.atomic import atomic_dir
 from dreamdiffusion.commands import import_authors
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, build_tiny_clip, build_tiny_sd
@@ -78,6 +80,21 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _hub_bars():
+    """huggingface_hub's download bars follow ours: off under ``--quiet`` or when stderr is not a terminal."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    switch_off = not progress.enabled() and not are_progress_bars_disabled()
+    if switch_off:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if switch_off:
+            enable_progress_bars()
+
+
 def fetch(args: argparse.Namespace) -> int:
     from huggingface_hub import snapshot_download
 
@@ -87,7 +104,8 @@ def fetch(args: argparse.Namespace) -> int:
         target = out / folder
         print(f"fetching {repo_id} -> {target}")
         try:
-            snapshot_download(repo_id, local_dir=target, allow_patterns=patterns)
+            with _hub_bars():
+                snapshot_download(repo_id, local_dir=target, allow_patterns=patterns)
         except Exception as e:  # noqa: BLE001 - report every model, then fail: the others may still be usable
             failed.append(f"{repo_id}: {type(e).__name__}: {e}")
             continue

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from dreamdiffusion import progress
 from dreamdiffusion.atomic import atomic_dir, sha256
 from dreamdiffusion.data.images import read_image, to_tensor
 
@@ -128,9 +129,11 @@ def compute_clip_embeds(
     model = model.to(device).eval()
     names = sorted(images)
     rows = []
-    for batch in _batches(names, batch_size):
-        pixels = processor(images=[read_image(images[n]) for n in batch], return_tensors="pt").pixel_values
-        rows.append(model(pixel_values=pixels.to(device)).image_embeds.float().cpu())
+    with progress.bar(total=len(names), desc="CLIP embeddings cache", unit="image") as bar:
+        for batch in _batches(names, batch_size):
+            pixels = processor(images=[read_image(images[n]) for n in batch], return_tensors="pt").pixel_values
+            rows.append(model(pixel_values=pixels.to(device)).image_embeds.float().cpu())
+            bar.update(len(batch))
     return {"clip_embeds": torch.cat(rows)}
 
 
@@ -149,11 +152,13 @@ def compute_vae_latents(
     ).to(device).eval()
     names = sorted(images)
     means, stds = [], []
-    for batch in _batches(names, batch_size):
-        pixels = torch.stack([to_tensor(read_image(images[n]), image_size) for n in batch]).to(device)
-        posterior = vae.encode(pixels).latent_dist
-        means.append(posterior.mean.float().cpu())
-        stds.append(posterior.std.float().cpu())
+    with progress.bar(total=len(names), desc="VAE latents cache", unit="image") as bar:
+        for batch in _batches(names, batch_size):
+            pixels = torch.stack([to_tensor(read_image(images[n]), image_size) for n in batch]).to(device)
+            posterior = vae.encode(pixels).latent_dist
+            means.append(posterior.mean.float().cpu())
+            stds.append(posterior.std.float().cpu())
+            bar.update(len(batch))
     return {"latent_mean": torch.cat(means), "latent_std": torch.cat(stds)}
 
 

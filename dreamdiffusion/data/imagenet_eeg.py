@@ -45,6 +45,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dreamdiffusion import progress
 from dreamdiffusion.data import embedding_cache as caches
 from dreamdiffusion.data.images import find_images, missing_images_error, random_crop, read_image, to_tensor
 from dreamdiffusion.data.loaders import eval_loader, train_loader
@@ -491,7 +492,8 @@ class ImageNetEEGDataModule(L.LightningDataModule):
         _, _, images = self._select()
         data = caches.data_state(self.hparams.eeg_path, images)
         for key, compute in specs:
-            folder, hit = caches.ensure_cache(self._cache_dir(), key, data, functools.partial(compute, images))
+            with progress.quiet(progress.quiet_for(self.trainer)):  # the Trainer's enable_progress_bar governs the bar
+                folder, hit = caches.ensure_cache(self._cache_dir(), key, data, functools.partial(compute, images))
             log.info("%s cache %s: %s", key["kind"], folder, "reused" if hit else "computed")
 
     def setup(self, stage: str | None = None) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dreamdiffusion import progress
 from dreamdiffusion.atomic import remove_stale_temporaries
 from dreamdiffusion.data.cache import CacheError, ShardCache, check_writable, open_shard, source_dir, stable_hash
 from dreamdiffusion.data.loaders import eval_loader, train_loader
@@ -138,11 +139,13 @@ def download(
     """
     root = check_writable(mne_data_path(), "MNE_DATA", "set MNE_DATA to a writable folder, e.g. `export MNE_DATA=$PWD/data/mne`")
     failures = []
-    for name in names:
-        dataset = make_dataset(name, (dataset_kwargs or {}).get(name))
-        for subject in (subjects or {}).get(name, dataset.subject_list):
+    datasets = {name: make_dataset(name, (dataset_kwargs or {}).get(name)) for name in names}
+    todo = [(name, subject) for name in names for subject in (subjects or {}).get(name, datasets[name].subject_list)]
+    with progress.bar(todo, desc="MOABB download", unit="subject") as bar:
+        for name, subject in bar:
+            bar.set_postfix_str(f"{name} subject {subject}", refresh=False)
             try:
-                dataset.download(subject_list=[subject], accept=accept, update_path=False, verbose="error")
+                datasets[name].download(subject_list=[subject], accept=accept, update_path=False, verbose="error")
             except Exception as error:  # noqa: BLE001 - every failure is reported, the rest goes on
                 hint = " (re-run with --accept-licences after reading its licence)" if "accept" in str(error).lower() else ""
                 log.error("download of %s subject %s into %s failed: %s%s", name, subject, root, error, hint)
@@ -365,7 +368,8 @@ class MOABBDataModule(L.LightningDataModule):
         entries, skipped, failures = [], [], []
         counts = {"subjects_reused": 0, "subjects_built": 0}
         datasets = {}
-        for name, subject in keys:
+        # the Trainer's own bar setting (enable_progress_bar) also governs this one
+        for name, subject in progress.bar(keys, desc="MOABB cache", unit="subject", quiet=progress.quiet_for(self.trainer)):
             kwargs = self._kwargs(name)
             if name not in datasets:
                 datasets[name] = make_dataset(name, kwargs)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from dreamdiffusion import progress
 from dreamdiffusion.atomic import atomic_dir
 
 if TYPE_CHECKING:
@@ -353,12 +354,14 @@ def write_synthetic_imagenet_eeg(
     trial_rng = np.random.default_rng([cfg.seed, 2])
 
     dataset = []
-    for image in sequence:
-        label = image // cfg.images_per_class
-        for s in range(cfg.subjects):  # stored interleaved: subject s's trials follow `sequence`
-            length = int(lengths[len(dataset)])
-            eeg = synth_trial(trial_rng, model, label, s, length, cfg.signal_to_noise)
-            dataset.append({"eeg": torch.from_numpy(eeg), "label": label, "image": image, "subject": s + 1})
+    with progress.bar(total=len(sequence) * cfg.subjects, desc="synthetic EEG", unit="trial") as bar:
+        for image in sequence:
+            label = image // cfg.images_per_class
+            for s in range(cfg.subjects):  # stored interleaved: subject s's trials follow `sequence`
+                length = int(lengths[len(dataset)])
+                eeg = synth_trial(trial_rng, model, label, s, length, cfg.signal_to_noise)
+                dataset.append({"eeg": torch.from_numpy(eeg), "label": label, "image": image, "subject": s + 1})
+                bar.update()
 
     split_of = {}
     for name, ids in split_images(np.random.default_rng([cfg.seed, 3]), cfg).items():
@@ -374,7 +377,7 @@ def write_synthetic_imagenet_eeg(
         torch.save({"dataset": dataset, "labels": labels, "images": images}, tmp / EEG_FILE)
         torch.save({"splits": [single]}, tmp / SINGLE_FILE)
         torch.save({"splits": [every]}, tmp / ALL_FILE)
-        for name, picture in dataset_pictures(cfg):
+        for name, picture in progress.bar(dataset_pictures(cfg), total=n_images, desc="synthetic pictures", unit="picture"):
             folder = tmp / "images" / name.split("_")[0]
             folder.mkdir(parents=True, exist_ok=True)
             picture.save(folder / f"{name}.JPEG", format="JPEG", quality=JPEG_QUALITY)

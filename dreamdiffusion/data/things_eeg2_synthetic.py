@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dreamdiffusion import progress
 from dreamdiffusion.atomic import atomic_dir
 from dreamdiffusion.data.synthetic import SHAPES, SyntheticConfig, synth_image
 from dreamdiffusion.data.things_eeg2_synthetic_raw import raw_patterns, write_raw_recordings
@@ -125,21 +126,24 @@ def write_synthetic_things_eeg2(out: str | os.PathLike, config: ThingsSyntheticC
         shape_pattern = [evoked(rng, c, times) for _ in SHAPES]
         hue_pattern = (evoked(rng, c, times), evoked(rng, c, times))
         patterns = {}
-        for part in ("training", "test"):
-            offset = 0 if part == "training" else cfg.train_concepts
-            concept_pattern = {}
-            for k, concept in enumerate(concepts[part]):
-                label = offset + k
-                angle = 2 * np.pi * hue(label, n_classes)
-                concept_pattern[concept] = (shape_pattern[label % len(SHAPES)] + np.cos(angle) * hue_pattern[0]
-                                            + np.sin(angle) * hue_pattern[1])
-            patterns[part] = np.stack([concept_pattern[k] + 0.5 * evoked(rng, c, times) for k, _ in pictures[part]])
-            for concept, file in pictures[part]:
-                label = offset + concepts[part].index(concept)
-                target = tmp / ("training_images" if part == "training" else "test_images") / concept / file
-                target.parent.mkdir(parents=True, exist_ok=True)
-                synth_image(rng, label, n_classes, image_cfg).save(target, format="JPEG", quality=90)
-        for subject in cfg.subjects:
+        n_pictures = sum(len(p) for p in pictures.values())
+        with progress.bar(total=n_pictures, desc="synthetic pictures", unit="picture") as bar:
+            for part in ("training", "test"):
+                offset = 0 if part == "training" else cfg.train_concepts
+                concept_pattern = {}
+                for k, concept in enumerate(concepts[part]):
+                    label = offset + k
+                    angle = 2 * np.pi * hue(label, n_classes)
+                    concept_pattern[concept] = (shape_pattern[label % len(SHAPES)] + np.cos(angle) * hue_pattern[0]
+                                                + np.sin(angle) * hue_pattern[1])
+                patterns[part] = np.stack([concept_pattern[k] + 0.5 * evoked(rng, c, times) for k, _ in pictures[part]])
+                for concept, file in pictures[part]:
+                    label = offset + concepts[part].index(concept)
+                    target = tmp / ("training_images" if part == "training" else "test_images") / concept / file
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    synth_image(rng, label, n_classes, image_cfg).save(target, format="JPEG", quality=90)
+                    bar.update()
+        for subject in progress.bar(cfg.subjects, desc="synthetic EEG", unit="subject"):
             for part, reps in (("training", cfg.train_repetitions), ("test", cfg.test_repetitions)):
                 signal = cfg.signal_to_noise * patterns[part][:, None]  # [conditions, 1, C, T]
                 noise = rng.standard_normal((len(pictures[part]), reps, c, len(times)))

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from dreamdiffusion import progress
 from dreamdiffusion.models import strict_load
 from dreamdiffusion.models.provenance import PROVENANCE_KEY, RANDOM, read_provenance
 
@@ -443,6 +444,6 @@ def fetch_eval_weights(folder: str | os.PathLike) -> dict[str, Path]:
         target = folder / name
         if not target.is_file():
             prefix = re.search(r"-([a-f0-9]{6,})\.", name).group(1)
-            torch.hub.download_url_to_file(url, str(target), hash_prefix=prefix, progress=True)
+            torch.hub.download_url_to_file(url, str(target), hash_prefix=prefix, progress=progress.enabled())
         paths[key] = target
     return paths

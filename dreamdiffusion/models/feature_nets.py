@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from dreamdiffusion import progress
 from dreamdiffusion.models.eval_models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -201,6 +202,7 @@ def fetch_suite_weights(folder: str | os.PathLike) -> dict[str, Path]:
         target = folder / url.rsplit("/", 1)[-1]
         if not target.is_file():
             prefix = re.search(r"-([a-f0-9]{8,})\.", target.name)
-            torch.hub.download_url_to_file(url, str(target), hash_prefix=prefix.group(1) if prefix else None, progress=True)
+            torch.hub.download_url_to_file(url, str(target), hash_prefix=prefix.group(1) if prefix else None,
+                                           progress=progress.enabled())
         paths[key] = target
     return paths

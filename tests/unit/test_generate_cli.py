@@ -200,3 +200,19 @@ def test_nan_elsewhere_in_a_recording_leaves_other_windows_usable(cli, capsys, p
     assert cli("generate", "--pipeline", pipeline, "--eeg", str(path), "--out", str(out), "--onset", "0.5", "--steps", "2") == 0
     err = error_line(cli, capsys, "--pipeline", pipeline, "--eeg", str(path), "--out", str(out), "--onset", "2.8")
     assert f"{path}: the 0.44 s window at 2.800 s holds NaN or Inf samples" in err and "choose another --onset" in err
+
+
+def test_progress_on_a_terminal_counts_images_and_quiet_silences_it(cli, pipeline, tmp_path, capsys, monkeypatch):
+    import sys
+
+    path = tmp_path / "rec_raw.fif"
+    make_raw().save(path, verbose="error")
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # capsys's stderr, as a user's terminal
+    args = ["generate", "--pipeline", pipeline, "--eeg", str(path), "--steps", "3", "--batch-size", "1"]
+    assert cli(*args, "--onset", "0.5", "1.0", "--out", str(tmp_path / "a")) == 0
+    err = capsys.readouterr().err
+    assert "generate" in err and "2/2" in err  # 2 windows x 1 sample
+    assert "3/3" in err  # the sampler's steps of a batch (the pipeline's own bar)
+    assert cli(*args, "--onset", "0.5", "--out", str(tmp_path / "b"), "--quiet") == 0
+    assert "%|" not in capsys.readouterr().err  # neither ours, nor the pipeline's steps, nor diffusers' loading bar
