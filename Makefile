@@ -55,24 +55,24 @@ row_overlay = $(if $(filter full,$(1)),,-c configs/ablations/finetune_$(1).yaml)
 row_encoder = $(if $(filter no_pretrain,$(2)),,$(1)/pretrain/encoder.safetensors)
 
 $(RUN_DIR)/weights/demo_weights.json:
-	$(call step,stage0_weights) $(BIN)/dreamdiffusion weights demo --out $(RUN_DIR)/weights
+	@$(call step,stage0_weights) $(BIN)/dreamdiffusion weights demo --out $(RUN_DIR)/weights
 
 $(RUN_DIR)/data/synthetic.json:
-	$(call step,data) $(BIN)/dreamdiffusion data synth-imagenet-eeg --out $(RUN_DIR)/data $(DEMO_DATA)
+	@$(call step,data) $(BIN)/dreamdiffusion data synth-imagenet-eeg --out $(RUN_DIR)/data $(DEMO_DATA)
 
 # stage 1 in run folder $(1), step names prefixed $(2), extra arguments $(3), extra prerequisites $(4)
 define demo_pretrain
 $(1)/pretrain/encoder.safetensors: configs/demo/pretrain.yaml $(4)
-	mkdir -p $(MNE_DATA)
-	$$(call step,$(2)stage1_pretrain) $(BIN)/dreamdiffusion fit -c configs/demo/pretrain.yaml --run_dir=$(1) $(3)
+	@mkdir -p $(MNE_DATA)
+	@$$(call step,$(2)stage1_pretrain) $(BIN)/dreamdiffusion fit -c configs/demo/pretrain.yaml --run_dir=$(1) $(3)
 endef
 # stages 2 and 3 of row $(2) in run folder $(1), step names prefixed $(3), extra arguments $(4), extra prerequisites $(5)
 define demo_row
 $(1)/finetune$(call row_suffix,$(1),$(2))/export.json: configs/demo/finetune.yaml $(RUN_DIR)/weights/demo_weights.json $(RUN_DIR)/data/synthetic.json $(call row_encoder,$(1),$(2)) $(5)
-	$$(call step,$(3)stage2_$(2)) $(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml $(call row_overlay,$(2)) --run_dir=$(1) $(4)
+	@$$(call step,$(3)stage2_$(2)) $(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml $(call row_overlay,$(2)) --run_dir=$(1) $(4)
 
 $(1)/eval$(call row_suffix,$(1),$(2))/metrics.json: configs/demo/eval.yaml $(1)/finetune$(call row_suffix,$(1),$(2))/export.json
-	$$(call step,$(3)stage3_$(2)) $(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(1) $(4) \
+	@$$(call step,$(3)stage3_$(2)) $(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(1) $(4) \
 		--model.init_args.pipeline=$(1)/finetune$(call row_suffix,$(1),$(2))/pipeline --trainer.default_root_dir=$(1)/eval$(call row_suffix,$(1),$(2))
 endef
 $(eval $(call demo_pretrain,$(RUN_DIR),,))
@@ -102,9 +102,9 @@ seed_dir = $(if $(filter 0,$(1)),$(RUN_DIR),$(RUN_DIR)/seeds/seed$(1))
 seed_links = $(call seed_dir,$(1))/weights/demo_weights.json
 define demo_seed_links
 $(call seed_links,$(1)): $(RUN_DIR)/weights/demo_weights.json $(RUN_DIR)/data/synthetic.json
-	mkdir -p $(call seed_dir,$(1))
-	ln -sfn $(abspath $(RUN_DIR))/weights $(call seed_dir,$(1))/weights
-	ln -sfn $(abspath $(RUN_DIR))/data $(call seed_dir,$(1))/data
+	@mkdir -p $(call seed_dir,$(1))
+	@ln -sfn $(abspath $(RUN_DIR))/weights $(call seed_dir,$(1))/weights
+	@ln -sfn $(abspath $(RUN_DIR))/data $(call seed_dir,$(1))/data
 endef
 $(foreach s,$(filter-out 0,$(SEEDS)),$(eval $(call demo_seed_links,$(s))))
 $(foreach s,$(filter-out 0,$(SEEDS)),$(eval $(call demo_pretrain,$(call seed_dir,$(s)),seed$(s)_,--seed_everything=$(s) \
