@@ -1,7 +1,10 @@
 """The ``dreamdiffusion`` command.
 
+``dreamdiffusion --help`` lists every command with one line each (:func:`dreamdiffusion.commands.overview`):
+
 * ``dreamdiffusion fit|validate|test|predict -c CONFIG [--key=value ...]`` — a stage, through
-  LightningCLI (any LightningModule / LightningDataModule by ``class_path``).
+  LightningCLI (any LightningModule / LightningDataModule by ``class_path``); ``dreamdiffusion fit --help``
+  lists every key.
 * ``dreamdiffusion data ...``, ``weights ...`` and ``generate ...`` — plain commands that are not training,
   each in its own module (:mod:`dreamdiffusion.commands`).
 
@@ -30,12 +33,12 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from dreamdiffusion import errors, run_lock
+from dreamdiffusion import __version__, commands, errors, run_lock
 from dreamdiffusion.atomic import remove_stale_temporaries
 from dreamdiffusion.resume_check import RecordSettings, check_resume, stage_settings
 from dreamdiffusion.rng_state import RNGStateCallback
 
-TRAINING = {"fit", "validate", "test", "predict"}
+TRAINING = set(commands.STAGES)
 PLAIN = {"data", "weights", "generate"}
 # Locks held by this process, released when the stage returns or fails (and by the OS if it is killed).
 _HELD: list[run_lock.RunLock] = []
@@ -157,19 +160,21 @@ def config_error_message(error: Exception, argv: list[str]) -> str:
 
 
 def _main(argv: list[str], from_command_line: bool) -> int:
-    if argv and argv[0] in PLAIN:
-        from dreamdiffusion import commands
-
-        return commands.main(argv)
-    if not argv or argv[0] in {"-h", "--help"} or argv[0] in TRAINING:
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(commands.overview(), end="")
+        return 0 if argv else 2  # a bare `dreamdiffusion` is a command line without its command
+    if argv[0] == "--version":
+        print(f"dreamdiffusion {__version__}")
+        return 0
+    if argv[0] in TRAINING:
         run_stage(None if from_command_line else argv)
         return 0
-    print(
-        f"dreamdiffusion: unknown command {argv[0]!r}; use one of fit, validate, test, predict "
-        "(training stages, e.g. `dreamdiffusion fit -c configs/pretrain.yaml`), data, weights or generate",
-        file=sys.stderr,
+    if argv[0] in PLAIN:
+        return commands.main(argv)
+    raise errors.UserError(
+        f"unknown command {argv[0]!r}; use one of {', '.join(commands.STAGES)} (training stages, e.g. "
+        f"`dreamdiffusion fit -c configs/pretrain.yaml`), {', '.join(sorted(PLAIN))}; `dreamdiffusion --help` lists them all"
     )
-    return 2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -167,8 +167,8 @@ def _class_count(text: str) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    weights = commands.add_parser("weights", help="model weights: tiny random ones for the demo")
-    sub = weights.add_subparsers(dest="weights_command", required=True)
+    weights = commands.add_parser("weights", help="model weights: tiny or demo-trained ones, the real ones fetched, the authors' imported")
+    sub = weights.add_subparsers(dest="weights_command", required=True, metavar="COMMAND")
     p = sub.add_parser("tiny", help="write tiny random SD, CLIP and evaluation networks (seeded) to --out")
     p.add_argument("--out", required=True, help="folder that receives sd/, clip/ and eval/")
     p.add_argument("--seed", type=int, default=0)
@@ -184,8 +184,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=tiny)
     d = sub.add_parser(
         "demo",
-        help="train the embedded default's models on synthetic pictures of their own (never the dataset's) and "
-        "write them to --out: base model (sd/), warmed-up CLIP (clip/), evaluation networks (eval/)",
+        help="stage 0 of the demo: train its base model, CLIP and evaluation networks on pictures of their own -> --out",
+        description="Train the embedded default's models on synthetic pictures of their own (never the dataset's) and "
+        "write them to --out: base model (sd/), warmed-up CLIP (clip/), evaluation networks (eval/).",
     )
     d.add_argument("--out", required=True, help="new, empty or earlier `weights` folder that receives sd/, clip/ and eval/")
     d.add_argument("--seed", type=int, default=0)
@@ -199,6 +200,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     e.set_defaults(func=fetch_eval)
     import_authors.register(sub)
     s = sub.add_parser("fetch-suite", help="download the THINGS reconstruction suite's networks "
-                                           "(AlexNet, Inception-v3, EfficientNet-B1, SwAV) to --out")
+                                           "(AlexNet, Inception-v3, EfficientNet-B1, SwAV)")
     s.add_argument("--out", default="weights/eval", help="folder that receives the four weights files")
     s.set_defaults(func=fetch_suite)
