@@ -6,7 +6,8 @@
   LightningCLI (any LightningModule / LightningDataModule by ``class_path``); ``dreamdiffusion fit --help``
   lists every key.
 * ``dreamdiffusion data ...``, ``weights ...`` and ``generate ...`` — plain commands that are not training,
-  each in its own module (:mod:`dreamdiffusion.commands`).
+  each in its own module (:mod:`dreamdiffusion.commands`). ``data moabb-build`` reads its stage config with
+  the parser of ``fit`` (:func:`parse_stage`).
 
 Stage configs share a top-level ``run_dir``; a stage writes under ``<run_dir>/<stage>/`` through relative
 interpolations in its YAML (``${..run_dir}``), so ``--run_dir=DIR`` after ``-c`` moves everything.
@@ -28,6 +29,7 @@ import re
 import sys
 from pathlib import Path
 
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
@@ -98,23 +100,57 @@ class DreamDiffusionCLI(LightningCLI):
         self._claim_stage_folder()
 
 
+def _cli_kwargs() -> dict:
+    """How the ``dreamdiffusion`` stages build their LightningCLI (shared by :func:`run_stage` and :func:`parse_stage`)."""
+    return dict(
+        model_class=None,
+        datamodule_class=None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        # Parse errors are raised (not printed with the usage) so that main() can say them in one line.
+        parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False},
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"callbacks": [RNGStateCallback()]},
+    )
+
+
 def run_stage(args: list[str] | None = None) -> DreamDiffusionCLI:
     """Run a LightningCLI subcommand (``fit``, ``validate``, ``test``, ``predict``) with ``args`` (default: sys.argv)."""
     try:
-        return DreamDiffusionCLI(
-            model_class=None,
-            datamodule_class=None,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            # Parse errors are raised (not printed with the usage) so that main() can say them in one line.
-            parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False},
-            save_config_kwargs={"overwrite": True},
-            trainer_defaults={"callbacks": [RNGStateCallback()]},
-            args=args,
-        )
+        return DreamDiffusionCLI(**_cli_kwargs(), args=args)
     finally:
         while _HELD:
             _HELD.pop().release()
+
+
+class _Parsed(Exception):
+    """Carries the parsed config out of :class:`_ParseOnly` (nothing after parsing may run)."""
+
+    def __init__(self, config: Namespace) -> None:
+        super().__init__("parsed")
+        self.config = config
+
+
+class _ParseOnly(DreamDiffusionCLI):
+    """The stages' own parser, stopped once the command line is parsed: no seed, no model, no trainer."""
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        raise _Parsed(parser.parse_args(args))
+
+
+def parse_stage(args: list[str], subcommand: str = "fit") -> Namespace:
+    """The config ``dreamdiffusion <subcommand> ARGS`` would run with, parsed by the very same parser.
+
+    ``args``: ``-c CONFIG`` (several merge, in order), ``--run_dir=DIR``, any ``--key=value``; interpolations
+    such as ``${..run_dir}`` are resolved after every argument is applied. Returns the subcommand's config
+    (``config.data.class_path``, ``config.data.init_args``, ...) with every default filled in; nothing is built.
+    A bad key or value raises the parser's ``ArgumentError`` (:func:`main` says it in one line).
+    """
+    try:
+        _ParseOnly(**_cli_kwargs(), args=[subcommand, *args])
+    except _Parsed as parsed:
+        return parsed.config[subcommand]
+    raise AssertionError("LightningCLI returned without parsing its arguments")
 
 
 def config_files(argv: list[str]) -> list[str]:

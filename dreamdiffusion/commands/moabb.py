@@ -3,7 +3,10 @@
 * ``moabb-list`` applies the selection rule to MOABB's metadata, offline; ``--write`` pins the result
   (``configs/data/moabb_paper.yaml``), ``--check`` tells whether a pinned list still matches the rule.
 * ``moabb-download`` fetches a pinned list into MOABB's cache (``MNE_DATA``), on a machine with internet.
-* ``moabb-build`` preprocesses into the shard cache once (what ``prepare_data`` does before training).
+* ``moabb-build -c CONFIG [--key=value ...]`` preprocesses into the shard cache once (what ``prepare_data``
+  does before training). It reads the stage config through the parser of ``dreamdiffusion fit``
+  (:func:`dreamdiffusion.cli.parse_stage`), so interpolations, ``--run_dir`` and merged ``-c`` files mean
+  what they mean to ``fit``, and it builds the cache ``fit`` will read.
 """
 
 from __future__ import annotations
@@ -31,13 +34,21 @@ def register(subparsers) -> None:
     fetch.add_argument("--accept-licences", action="store_true", help="accept licence terms where a dataset asks (read them first)")
     fetch.set_defaults(func=run_download)
 
-    build = subparsers.add_parser("moabb-build", help="preprocess MOABB recordings into the shard cache (once)")
-    build.add_argument("-c", "--config", help="stage-1 config whose data.init_args to use (e.g. configs/pretrain.yaml)")
-    build.add_argument("--datasets", help="pinned list YAML, or comma-separated dataset names (overrides the config)")
-    build.add_argument("--cache-dir", help="shard cache folder (overrides the config)")
-    build.add_argument("--verify", choices=["checksum", "size"], default="checksum",
-                       help="how reused shards are checked (default: SHA-256, catches edited shards)")
-    build.set_defaults(func=run_build)
+    build = subparsers.add_parser(
+        "moabb-build", help="preprocess MOABB recordings into the shard cache (once), as a stage-1 config says",
+        usage="dreamdiffusion data moabb-build -c CONFIG [-c CONFIG ...] [--key=value ...] [--datasets D] [--cache-dir DIR] [--verify HOW] [--quiet]",
+        description="Reads the stage config exactly as `dreamdiffusion fit` does (the same parser: several -c files "
+        "merge, ${..run_dir} interpolations resolve, --run_dir=DIR and any --key=value of `dreamdiffusion fit --help` "
+        "override), builds the data module its data.class_path names (a MOABBDataModule) and runs its prepare_data. "
+        "Nothing else is built.",
+        allow_abbrev=False,  # --data.init_args.* must not be taken for an abbreviation of --datasets
+    )
+    build.add_argument("--datasets", help="pinned list YAML, or comma-separated dataset names (overrides data.init_args.datasets)")
+    build.add_argument("--cache-dir", help="shard cache folder (overrides data.init_args.cache_dir)")
+    build.add_argument("--verify", choices=["checksum", "size"], default=None,
+                       help="how reused shards are checked (default: checksum, SHA-256, which catches edited shards, "
+                       "unless --data.init_args.verify is given)")
+    build.set_defaults(func=run_build, takes_stage_args=True)
 
 
 def _names(value: str):
@@ -113,28 +124,38 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    import importlib
     import logging
-    from pathlib import Path
 
-    import yaml
-
+    from dreamdiffusion.cli import config_files, parse_stage
     from dreamdiffusion.data.moabb import MOABBDataModule
+    from dreamdiffusion.errors import UserError
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
-    init_args = {}
-    if args.config:
-        config = yaml.safe_load(Path(args.config).read_text()) or {}
-        init_args = dict(((config.get("data") or {}).get("init_args")) or {})
+    files = config_files(args.stage_args)
+    if not files:
+        raise UserError(
+            "dreamdiffusion data moabb-build reads a stage-1 config: pass -c configs/pretrain.yaml "
+            "(or configs/demo/pretrain.yaml), then any --key=value to override it"
+        )
+    data = parse_stage(args.stage_args).get("data")  # class_path and init_args, checked against the class's signature
+    class_path = data.get("class_path") if data is not None else None
+    module_name, _, class_name = (class_path or "").rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name) if module_name else None
+    if not (isinstance(cls, type) and issubclass(cls, MOABBDataModule)):
+        raise UserError(
+            f"{', '.join(files)}: data.class_path is {class_path}; moabb-build builds the corpus of a stage-1 config "
+            "(data.class_path: dreamdiffusion.data.moabb.MOABBDataModule)"
+        )
+    init_args = dict(data.as_dict().get("init_args") or {})
     if args.datasets:
         init_args["datasets"] = _names(args.datasets)
     if args.cache_dir:
         init_args["cache_dir"] = args.cache_dir
-    init_args["verify"] = args.verify
-    for key, value in init_args.items():
-        if isinstance(value, str) and "${" in value:
-            print(f"data.init_args.{key} is an interpolation ({value}); pass it explicitly (e.g. --cache-dir)", file=sys.stderr)
-            return 2
-    module = MOABBDataModule(**init_args)
+    # fit checks reused shards by their size (fast); a build on its own checks their SHA-256 unless told otherwise
+    if args.verify or not any(a.startswith("--data.init_args.verify") for a in args.stage_args):
+        init_args["verify"] = args.verify or "checksum"
+    module = cls(**init_args)
     module.prepare_data()
     counts = module.manifest["counts"]
     print(f"{counts['windows']} windows from {counts['recordings']} recordings in {module.cache.root} "
