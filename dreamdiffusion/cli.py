@@ -13,8 +13,10 @@ Stage configs share a top-level ``run_dir``; a stage writes under ``<run_dir>/<s
 interpolations in its YAML (``${..run_dir}``), so ``--run_dir=DIR`` after ``-c`` moves everything.
 
 Before a stage writes, it locks its folder (:mod:`dreamdiffusion.run_lock`) and removes temporaries that
-killed runs left there; ``fit`` records its settings in every checkpoint and, on ``resume: true``,
-continues only a checkpoint of the same settings (:mod:`dreamdiffusion.resume_check`).
+killed runs left there. ``fit`` records its settings in every checkpoint and continues only a checkpoint
+of the same settings (:mod:`dreamdiffusion.resume_check`): Lightning's ``--ckpt_path=FILE`` resumes from
+a given checkpoint, ``--ckpt_path=last`` from the stage's newest ``checkpoints/last*.ckpt``, and
+``resume: true`` (every stage config) is ``--ckpt_path=last`` when no ``ckpt_path`` is given.
 
 A mistake of the user (a bad file, value or config, a locked folder, a full disk) ends in one line,
 ``error: <message>``, and exit status 2; other exceptions keep their traceback
@@ -37,7 +39,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from dreamdiffusion import __version__, commands, errors, run_lock
 from dreamdiffusion.atomic import remove_stale_temporaries
-from dreamdiffusion.resume_check import RecordSettings, check_resume, stage_settings
+from dreamdiffusion.resume_check import RecordSettings, check_resume, resolve_ckpt_path, stage_settings
 from dreamdiffusion.rng_state import RNGStateCallback
 
 TRAINING = set(commands.STAGES)
@@ -58,8 +60,9 @@ class DreamDiffusionCLI(LightningCLI):
             "--resume",
             type=bool,
             default=False,
-            help="fit: continue from <trainer.default_root_dir>/checkpoints/last.ckpt when it exists and was "
-            "trained with the same settings (only a larger max_epochs/max_steps may differ).",
+            help="fit without --ckpt_path: true is --ckpt_path=last, the newest <trainer.default_root_dir>/checkpoints/"
+            "last*.ckpt when there is one. Whichever checkpoint fit resumes from must have been trained with the same "
+            "settings (only a larger max_epochs/max_steps may differ).",
         )
         # One checkpoint callback per stage, in <stage folder>/checkpoints, so a re-run finds last.ckpt.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -78,17 +81,30 @@ class DreamDiffusionCLI(LightningCLI):
         for path in remove_stale_temporaries(folder, older_than=lock.created, depth=3):
             rank_zero_info(f"removed {path}, left by an interrupted write")
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI replaces the model's config by the hyper-parameters saved in a --ckpt_path checkpoint: a
+        # --model.init_args.mask_ratio=0.5 given beside it would be dropped without a word, and the paths of a
+        # moved run folder would point to the old one. fit checks the checkpoint's recorded settings against
+        # this run's instead (before_fit) and refuses a difference; the other subcommands keep Lightning's way.
+        if self.config.get("subcommand") != "fit":
+            super()._parse_ckpt_path()
+
     def before_fit(self) -> None:
         self._claim_stage_folder()
         config = self.config[self.subcommand]
         settings = stage_settings(config.as_dict() if hasattr(config, "as_dict") else dict(config))
         self.trainer.callbacks.append(RecordSettings(settings))
-        if not config.get("resume") or config.get("ckpt_path"):
+        given = config.get("ckpt_path")
+        requested = given if given is not None else ("last" if config.get("resume") else None)
+        if requested is None:
             return
-        last = Path(config["checkpoint"]["dirpath"]) / "last.ckpt"
-        if last.is_file():
-            rank_zero_info(check_resume(last, settings))
-            self.config_init[self.subcommand]["ckpt_path"] = str(last)
+        checkpoint = resolve_ckpt_path(requested, Path(config["checkpoint"]["dirpath"]))
+        if checkpoint is None:
+            rank_zero_info(f"no last*.ckpt in {config['checkpoint']['dirpath']} yet: training from the start")
+        else:
+            rank_zero_info(check_resume(checkpoint, settings, given_by="ckpt_path" if given is not None else "resume"))
+        # Lightning loads exactly the file that was checked
+        self.config_init[self.subcommand]["ckpt_path"] = None if checkpoint is None else str(checkpoint)
 
     def before_validate(self) -> None:
         self._claim_stage_folder()

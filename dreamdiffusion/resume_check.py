@@ -6,11 +6,13 @@ budget. Paths under ``run_dir`` are stored relative to it (``${run_dir}/...``), 
 still resumes. Settings that change how, not what, is computed or only what is logged (DataLoader
 workers, cache devices, validation sample grids, ``limit_*_batches``) are left out.
 
-On ``resume: true`` (:func:`check_resume`) a re-run with other settings is refused with the keys that
-differ and the two ways out (``--resume=false``, or a new ``--run_dir``), unless only the budget grew
-(more epochs or steps: the run continues, and says so). A damaged or foreign ``last.ckpt`` is one error
-line naming it. Without this, a re-run with ``--model.init_args.mask_ratio=0.5`` on a finished folder
-would train nothing and export a JSON claiming 0.5 over weights trained at 0.75.
+``fit`` resumes from Lightning's ``ckpt_path``: a file, or ``last`` (:func:`resolve_ckpt_path`: the newest
+``last*.ckpt`` of the stage's checkpoint folder, Lightning's own rule); ``resume: true`` asks for ``last``
+when no ``ckpt_path`` is given. Whichever checkpoint it is (:func:`check_resume`), a run with other
+settings is refused with the keys that differ and the ways out, unless only the budget grew (more epochs
+or steps: the run continues, and says so). A damaged or foreign checkpoint is one error line naming it.
+Without this, a re-run with ``--model.init_args.mask_ratio=0.5`` on a finished folder would train nothing
+and export a JSON claiming 0.5 over weights trained at 0.75.
 """
 
 from __future__ import annotations
@@ -35,7 +37,15 @@ NOT_SHAPING = {
     "num_workers", "cache_device", "cache_batch_size", "local_files_only",
     "val_sample_every_n_epochs", "val_num_samples", "val_num_inference_steps", "val_guidance_scale", "plot_channels",
 }
-WAYS_OUT = "start over with --resume=false, or write to a new folder with --run_dir=DIR"
+# What the user can do instead, by how the checkpoint was asked for (resume: true, or --ckpt_path).
+WAYS_OUT = {
+    "resume": "start over with --resume=false, or write to a new folder with --run_dir=DIR",
+    "ckpt_path": "give --ckpt_path a checkpoint trained with this run's settings, or leave --ckpt_path out "
+    "(with --resume=false) to start over",
+}
+RESTART = {"resume": "set --resume=false to start over", "ckpt_path": "from --ckpt_path"}
+# Lightning's ModelCheckpoint names its last checkpoint last.ckpt, then last-v1.ckpt, ... when one exists already.
+LAST_PREFIX, CKPT_SUFFIX = "last", ".ckpt"
 
 
 class ResumeRefused(UserError):
@@ -78,10 +88,43 @@ def _limit(value: Any) -> float:
     return math.inf if value is None or value == -1 else float(value)
 
 
-def read_settings(last: Path) -> dict[str, Any]:
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest ``last*.ckpt`` in ``folder`` (by modification time), or ``None``.
+
+    The rule of Lightning's ``ckpt_path="last"`` for a ``ModelCheckpoint(save_last=True)``: a run started
+    over in a folder holding ``last.ckpt`` writes ``last-v1.ckpt``, and the newer one is the one to continue.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    candidates = [p for p in folder.iterdir() if p.is_file() and p.suffix == CKPT_SUFFIX and p.stem.startswith(LAST_PREFIX)]
+    return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def resolve_ckpt_path(value: str, checkpoint_dir: Path) -> Path | None:
+    """The checkpoint ``fit`` resumes from: ``value`` is a file, or ``"last"`` (:func:`last_checkpoint` of
+    ``checkpoint_dir``; ``None`` when there is none yet, as on a first run)."""
+    if value == "last":
+        return last_checkpoint(checkpoint_dir)
+    if value in ("best", "hpc"):
+        raise ResumeRefused(
+            f"--ckpt_path={value}: fit resumes from a checkpoint file or from 'last' (the newest last*.ckpt in "
+            f"{checkpoint_dir}); give the file, e.g. --ckpt_path={Path(checkpoint_dir) / 'last.ckpt'}"
+        )
+    path = Path(value)
+    if not path.is_file():
+        raise ResumeRefused(
+            f"--ckpt_path={value}: no such checkpoint file; give an existing .ckpt (this stage keeps its checkpoints "
+            f"in {checkpoint_dir}), or 'last' for the newest last*.ckpt there"
+        )
+    return path
+
+
+def read_settings(last: Path, given_by: str = "resume") -> dict[str, Any]:
     """The settings recorded in checkpoint ``last``; a damaged or foreign file is a :class:`ResumeRefused`."""
     import torch
 
+    ways_out = WAYS_OUT[given_by]
     try:
         # mmap: only the small pickled metadata is read here; the tensors stay on disk.
         checkpoint = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
@@ -89,25 +132,26 @@ def read_settings(last: Path) -> dict[str, Any]:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ResumeRefused(
             f"cannot resume from {last}: it is not a readable checkpoint ({type(error).__name__}: {reason[:200]}); "
-            f"it is damaged (e.g. a run killed while writing it) or not a checkpoint; {WAYS_OUT}"
+            f"it is damaged (e.g. a run killed while writing it) or not a checkpoint; {ways_out}"
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ResumeRefused(f"cannot resume from {last}: it is not a Lightning checkpoint (no 'state_dict'); {WAYS_OUT}")
+        raise ResumeRefused(f"cannot resume from {last}: it is not a Lightning checkpoint (no 'state_dict'); {ways_out}")
     settings = checkpoint.get(CHECKPOINT_KEY)
     if not isinstance(settings, dict):
         raise ResumeRefused(
             f"cannot resume from {last}: it records no dreamdiffusion settings (written by another program or an "
-            f"older version), so a change of settings could not be detected; {WAYS_OUT}"
+            f"older version), so a change of settings could not be detected; {ways_out}"
         )
     return settings
 
 
-def check_resume(last: Path, current: dict[str, Any]) -> str:
-    """Refuse (:class:`ResumeRefused`) to continue ``last`` with other settings than ``current``.
+def check_resume(last: Path, current: dict[str, Any], given_by: str = "resume") -> str:
+    """Refuse (:class:`ResumeRefused`) to continue checkpoint ``last`` with other settings than ``current``.
 
-    Returns the line to log: plain resuming, or resuming with a larger budget (which keys grew).
+    ``given_by``: ``"resume"`` (``resume: true`` found it) or ``"ckpt_path"`` (the user named it), for the
+    ways out the message offers. Returns the line to log: plain resuming, or resuming with a larger budget.
     """
-    saved = read_settings(last)
+    saved = read_settings(last, given_by)
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k, "<absent>") != current.get(k, "<absent>"))
     grown = [k for k in differing if k in BUDGET and _limit(current.get(k)) > _limit(saved.get(k))]
     refused = [k for k in differing if k not in grown]
@@ -115,12 +159,12 @@ def check_resume(last: Path, current: dict[str, Any]) -> str:
         listed = "; ".join(f"{k}: {saved.get(k, '<absent>')!r} in the checkpoint, {current.get(k, '<absent>')!r} now" for k in refused)
         raise ResumeRefused(
             f"{last} was trained with other settings than this run's ({listed}). Resuming would mix the two and "
-            f"label the result with the new ones; {WAYS_OUT}"
+            f"label the result with the new ones; {WAYS_OUT[given_by]}"
         )
     if grown:
         more = ", ".join(f"{k} {saved.get(k)} -> {current.get(k)}" for k in grown)
-        return f"resuming from {last} with a larger budget ({more}); set --resume=false to start over"
-    return f"resuming from {last} (set --resume=false to start over)"
+        return f"resuming from {last} with a larger budget ({more}); {RESTART[given_by]}"
+    return f"resuming from {last} ({RESTART[given_by]})"
 
 
 class RecordSettings(Callback):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dreamdiffusion.atomic import host_tag
+from small_corpus import SMALL_CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "configs/demo/pretrain.yaml")
@@ -60,6 +61,49 @@ def test_resume_refuses_other_settings_and_damaged_checkpoints_and_continues_a_l
     assert "larger budget (trainer.max_epochs 1 -> 2)" in caplog.text
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 4
     assert json.loads((stage / "encoder.json").read_text())["global_step"] == 4
+
+
+def test_ckpt_path_of_other_settings_or_absent_is_refused_before_training(cli, capsys, tmp_path):
+    from dreamdiffusion.cli import parse_stage
+    from dreamdiffusion.resume_check import CHECKPOINT_KEY, stage_settings
+
+    run = [f"--run_dir={tmp_path}", *BUDGET, *SMALL_CORPUS]
+    kept = tmp_path / "elsewhere" / "kept.ckpt"
+    kept.parent.mkdir()
+    # what fit records in its checkpoints, for the very same command line
+    torch.save({"state_dict": {}, CHECKPOINT_KEY: stage_settings(parse_stage(["-c", DEMO, *run]).as_dict())}, kept)
+    assert cli("fit", "-c", DEMO, *run, f"--ckpt_path={kept}", "--model.init_args.mask_ratio=0.5") == 2
+    line = one_error_line(capsys)
+    assert f"{kept} was trained with other settings" in line
+    assert "model.init_args.mask_ratio: 0.75 in the checkpoint, 0.5 now" in line and "leave --ckpt_path out" in line
+    assert cli("fit", "-c", DEMO, *run, f"--ckpt_path={tmp_path / 'absent.ckpt'}") == 2
+    assert f"--ckpt_path={tmp_path / 'absent.ckpt'}: no such checkpoint file" in one_error_line(capsys)
+    assert not (tmp_path / "pretrain" / "lightning_logs").exists() and not (tmp_path / "moabb_cache").exists()
+
+
+@pytest.mark.slow
+def test_ckpt_path_continues_a_given_checkpoint_of_the_same_settings(cli, demo_run_dir, capsys, caplog, tmp_path):
+    import shutil
+
+    from dreamdiffusion.resume_check import last_checkpoint
+
+    run = [f"--run_dir={demo_run_dir}", *BUDGET, *SMALL_CORPUS]
+    assert cli("fit", "-c", DEMO, *run, "--resume=false") == 0
+    checkpoints = demo_run_dir / "pretrain" / "checkpoints"
+    kept = tmp_path / "epoch0.ckpt"  # a checkpoint kept aside: the one to continue, whatever the folder holds
+    shutil.copy(next(checkpoints.glob("epoch=0-*.ckpt")), kept)
+    capsys.readouterr()
+    # Lightning alone would build the model from the checkpoint's hyper-parameters and drop this mask_ratio
+    assert cli("fit", "-c", DEMO, *run, f"--ckpt_path={kept}", "--model.init_args.mask_ratio=0.5", "--trainer.max_epochs=2") == 2
+    assert "model.init_args.mask_ratio: 0.75 in the checkpoint, 0.5 now" in one_error_line(capsys)
+
+    assert cli("fit", "-c", DEMO, *run, "--resume=false", f"--ckpt_path={kept}", "--trainer.max_epochs=2") == 0
+    assert f"resuming from {kept} with a larger budget (trainer.max_epochs 1 -> 2); from --ckpt_path" in caplog.text
+    assert f"Restored all states from the checkpoint at {kept}" in caplog.text  # Lightning loaded the file checked
+    last = torch.load(last_checkpoint(checkpoints), map_location="cpu", weights_only=True)
+    # the epoch count went on: epoch 0 came from the checkpoint, one more epoch (2 steps) was trained
+    assert last["global_step"] == 4 and last["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"] == 2
+    assert json.loads((demo_run_dir / "pretrain" / "encoder.json").read_text())["global_step"] == 4
 
 
 def test_a_second_run_on_one_stage_folder_is_refused_with_the_holder(cli, demo_run_dir, capsys, hold_lock):

@@ -7,6 +7,8 @@ from dreamdiffusion.resume_check import (
     CHECKPOINT_KEY,
     ResumeRefused,
     check_resume,
+    last_checkpoint,
+    resolve_ckpt_path,
     stage_settings,
 )
 
@@ -68,3 +70,34 @@ def test_a_truncated_or_foreign_checkpoint_is_one_line_naming_it(tmp_path):
     torch.save({"weights": torch.zeros(1)}, last)
     with pytest.raises(ResumeRefused, match="not a Lightning checkpoint"):
         check_resume(last, stage_settings(config()))
+
+
+def test_a_named_checkpoint_of_other_settings_offers_the_ckpt_path_ways_out(tmp_path):
+    last = checkpoint(tmp_path)
+    with pytest.raises(ResumeRefused) as info:
+        check_resume(last, stage_settings(config(mask_ratio=0.5)), given_by="ckpt_path")
+    message = str(info.value)
+    assert "model.init_args.mask_ratio: 0.75 in the checkpoint, 0.5 now" in message
+    assert "leave --ckpt_path out" in message and "--run_dir" not in message
+    assert check_resume(last, stage_settings(config()), given_by="ckpt_path") == f"resuming from {last} (from --ckpt_path)"
+
+
+def test_last_is_the_newest_last_checkpoint_as_lightning_picks_it(tmp_path):
+    import os
+
+    assert last_checkpoint(tmp_path / "absent") is None
+    assert last_checkpoint(tmp_path) is None
+    for age, name in ((300, "last.ckpt"), (100, "last-v1.ckpt"), (0, "epoch=3-step=8.ckpt"), (50, "last.ckpt.txt")):
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (1_000_000 - age, 1_000_000 - age))
+    # a run started over beside an old last.ckpt writes last-v1.ckpt: that one is the run to continue
+    assert last_checkpoint(tmp_path) == tmp_path / "last-v1.ckpt"
+    assert resolve_ckpt_path("last", tmp_path) == tmp_path / "last-v1.ckpt"
+
+
+def test_ckpt_path_is_a_file_or_last(tmp_path):
+    assert resolve_ckpt_path(str(checkpoint(tmp_path)), tmp_path / "checkpoints") == tmp_path / "last.ckpt"
+    with pytest.raises(ResumeRefused, match=r"--ckpt_path=.*nope.ckpt: no such checkpoint file; .* or 'last'"):
+        resolve_ckpt_path(str(tmp_path / "nope.ckpt"), tmp_path / "checkpoints")
+    with pytest.raises(ResumeRefused, match="--ckpt_path=best: fit resumes from a checkpoint file or from 'last'"):
+        resolve_ckpt_path("best", tmp_path / "checkpoints")
