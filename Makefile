@@ -30,10 +30,10 @@ test: install lint  ## Lint, then run the whole test suite (slow tests included)
 test-fast: install lint  ## Lint, then run the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow"
 
-docs: install  ## Regenerate the config reference tables in docs/ from the code
+docs: install  ## Regenerate the config reference tables and the command list in docs/ from the code
 	$(BIN)/python scripts/config_reference.py
 
-docs-check: install  ## Fail when a config reference table in docs/ is stale
+docs-check: install  ## Fail when a config reference table or the command list in docs/ is stale
 	$(BIN)/python scripts/config_reference.py --check
 
 # make demo: a miniature of the paper's world, every part synthetic (docs/demo-world.md). Stage 0 (`weights demo`)

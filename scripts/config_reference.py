@@ -11,6 +11,12 @@ A docs page marks where a table goes::
 code, the value the config sets (when it sets one) and the meaning from the class docstring's
 ``Parameters`` section (NumPy style; one entry may name several arguments, ``lr, weight_decay, betas``).
 
+A page may also hold the command list, ``dreamdiffusion --help`` as it prints it::
+
+    <!-- command-reference -->
+    ...generated block...
+    <!-- /command-reference -->
+
     python scripts/config_reference.py           # rewrite the tables in docs/
     python scripts/config_reference.py --check   # exit 1 and name each stale table (make docs-check)
 """
@@ -29,6 +35,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"<!-- config-reference (model|data) (\S+) -->\n(.*?)<!-- /config-reference -->\n", re.S)
+COMMANDS_MARKER = re.compile(r"<!-- command-reference -->\n(.*?)<!-- /command-reference -->\n", re.S)
 
 
 def parameter_docs(cls: type) -> list[tuple[list[str], str]]:
@@ -108,13 +115,21 @@ def class_table(cls: type, section: str, config: str, set_in_config: dict) -> st
     return "\n".join(rows) + "\n"
 
 
+def command_block() -> str:
+    """``dreamdiffusion --help`` as a Markdown code block."""
+    from dreamdiffusion.commands import overview
+
+    return f"```text\n$ dreamdiffusion --help\n{overview()}```\n"
+
+
 def render(page: Path) -> str:
-    """The page's text with every marked table regenerated."""
+    """The page's text with every marked table (and command list) regenerated."""
     text = page.read_text()
-    return MARKER.sub(
+    text = MARKER.sub(
         lambda m: f"<!-- config-reference {m.group(1)} {m.group(2)} -->\n{table(m.group(1), m.group(2))}<!-- /config-reference -->\n",
         text,
     )
+    return COMMANDS_MARKER.sub(lambda m: f"<!-- command-reference -->\n{command_block()}<!-- /command-reference -->\n", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     pages = args.pages or sorted((REPO / "docs").glob("*.md"))
     stale = []
     for page in pages:
-        if not MARKER.search(page.read_text()):
+        if not (MARKER.search(page.read_text()) or COMMANDS_MARKER.search(page.read_text())):
             continue
         new = render(page)
         if new != page.read_text():

@@ -26,6 +26,19 @@ def test_a_stale_table_fails_the_check_and_is_rewritten(config_reference, repo, 
     assert page.read_text() == text
 
 
+def test_the_command_list_in_the_docs_is_the_help_and_cannot_go_stale(config_reference, repo, tmp_path, capsys):
+    from dreamdiffusion.commands import overview
+
+    page = tmp_path / "quickstart.md"
+    shutil.copy(repo / "docs" / "quickstart.md", page)
+    text = page.read_text()
+    assert overview() in text
+    page.write_text(text.replace("  data moabb-build ", "  data moabb-make  "))
+    assert config_reference.main(["--check", str(page)]) == 1
+    assert config_reference.main([str(page)]) == 0
+    assert page.read_text() == text
+
+
 def test_every_argument_must_be_documented(config_reference):
     class Undocumented:
         """A module.
