@@ -36,7 +36,8 @@ def register(subparsers) -> None:
 
     build = subparsers.add_parser(
         "moabb-build", help="preprocess MOABB recordings into the shard cache (once), as a stage-1 config says",
-        usage="dreamdiffusion data moabb-build -c CONFIG [-c CONFIG ...] [--key=value ...] [--datasets D] [--cache-dir DIR] [--verify HOW] [--quiet]",
+        usage="dreamdiffusion data moabb-build -c CONFIG [-c CONFIG ...] [--key=value ...] "
+        "[--datasets D] [--cache-dir DIR] [--verify HOW] [--quiet]",
         description="Reads the stage config exactly as `dreamdiffusion fit` does (the same parser: several -c files "
         "merge, ${..run_dir} interpolations resolve, --run_dir=DIR and any --key=value of `dreamdiffusion fit --help` "
         "override), builds the data module its data.class_path names (a MOABBDataModule) and runs its prepare_data. "

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from small_corpus import SMALL_CORPUS
 
 from dreamdiffusion.atomic import host_tag
-from small_corpus import SMALL_CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "configs/demo/pretrain.yaml")
