@@ -102,11 +102,18 @@ class MeanMetric(Metric):
         return self.total / self.count
 
 
+# Seed of the fixed permutation that mixes the images of the Inception Score's splits.
+SPLIT_SEED = 0
+
+
 class InceptionScore(Metric):
     """Inception Score (Salimans et al. 2016) with torchmetrics' formula — ``exp(E_x KL(p(y|x) ‖ p(y)))`` per
-    split, mean and std over ``splits`` — but with the images ordered by an integer key before splitting
-    (torchmetrics shuffles with the global RNG, and its per-batch feature lists cannot be gathered when a
-    process received no images). So the score does not depend on batch size, process count or RNG state.
+    split, mean and std over ``splits`` — but with the images ordered by an integer key and then permuted by a
+    fixed-seed permutation before splitting (torchmetrics shuffles with the global RNG, and its per-batch
+    feature lists cannot be gathered when a process received no images). So the score does not depend on batch
+    size, process count or RNG state, and splits mix the classes as random splits do: keys usually follow the
+    test split, which is sorted by picture and so by class, and chunks of one or two classes would score the
+    diversity of a chunk, not of the set.
 
     ``feature``: uint8 images ``[N, 3, H, W]`` → logits ``[N, C]``. Keys must be distinct integers below 2**24.
     """
@@ -138,7 +145,8 @@ class InceptionScore(Metric):
         if keys.numel() < self.splits:
             raise RuntimeError(f"Inception Score needs at least {self.splits} images for {self.splits} splits, got {keys.numel()}")
         logits = dim_zero_cat(self.logits).double().view(keys.numel(), -1)[keys.argsort()]
-        return inception_score_from_logits(logits, self.splits)
+        mixed = torch.randperm(keys.numel(), generator=torch.Generator().manual_seed(SPLIT_SEED)).to(logits.device)
+        return inception_score_from_logits(logits[mixed], self.splits)
 
 
 def inception_score_from_logits(logits: Tensor, splits: int) -> tuple[Tensor, Tensor]:

@@ -192,6 +192,23 @@ def test_inception_score_matches_torchmetrics_and_ignores_the_order(networks):
         short.compute()
 
 
+def test_inception_score_splits_mix_classes_whatever_order_the_keys_follow():
+    """Images keyed class after class (as a test split sorted by picture is) score like a random order: a split
+    of one class would have a peaked marginal and an Inception Score near 1."""
+    from dreamdiffusion.metrics import InceptionScore, inception_score_from_logits
+
+    classes, per_class, splits = 5, 40, 5
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    logits = torch.nn.functional.one_hot(labels, classes).float() * 6.0  # confident, one class per image
+    score = InceptionScore(torch.nn.Identity(), splits=splits)
+    score.update(logits, torch.arange(len(labels)))
+    ordered = inception_score_from_logits(logits, splits)[0].item()  # chunks of one class each
+    shuffled = [inception_score_from_logits(logits[torch.randperm(len(labels))], splits)[0].item() for _ in range(20)]
+    assert ordered < 1.1
+    assert min(shuffled) - 0.3 < score.compute()[0].item() < max(shuffled) + 0.3
+    assert score.compute()[0].item() > 4.0
+
+
 @pytest.mark.parametrize("n_real, n_fake, dim", [(6, 12, 64), (80, 90, 8)])  # fewer images than features, and more
 def test_frechet_distance_matches_the_matrix_square_root_formula(n_real, n_fake, dim):
     import numpy as np
