@@ -134,8 +134,8 @@ def markdown_table(results: list[SamplerResult], reference: SamplerResult, setti
     its interval and the paired difference to ``reference`` with its interval (percent points)."""
     pct = f"{settings.level:.0%}"
     lines = [
-        f"| sampler | steps | UNet calls / image | images/s | speed vs {reference.spec.title} | top-1 ({pct} CI) "
-        f"| top-1 − {reference.spec.title} ({pct} CI, paired) |",
+        (f"| sampler | steps | UNet calls / image | images/s | speed vs {reference.spec.title} | top-1 ({pct} CI) "
+         f"| top-1 − {reference.spec.title} ({pct} CI, paired) |"),
         "|---|---|---|---|---|---|---|",
     ]
     for result in results:
@@ -298,10 +298,10 @@ def main(argv: list[str] | None = None) -> str:
     import diffusers
 
     report = "\n".join([
-        f"Demo base model `{args.weights}`: {args.samples_per_class} images × {classes} classes per sampler "
-        f"(same seeds for every sampler), guidance {args.guidance_scale:g}, batch {args.batch}; "
-        f"{cpu_summary()}; {torch.get_num_threads()} torch threads; torch {torch.__version__}, diffusers "
-        f"{diffusers.__version__}; load average {load_before} before, {load_average()} after.",
+        (f"Demo base model `{args.weights}`: {args.samples_per_class} images × {classes} classes per sampler "
+         f"(same seeds for every sampler), guidance {args.guidance_scale:g}, batch {args.batch}; "
+         f"{cpu_summary()}; {torch.get_num_threads()} torch threads; torch {torch.__version__}, diffusers "
+         f"{diffusers.__version__}; load average {load_before} before, {load_average()} after."),
         f"Classifier: {'random network — top-1 not meaningful' if provenance == RANDOM else provenance}",
         "",
         markdown_table(results, ref, settings),

@@ -79,7 +79,11 @@ def test_a_folder_without_the_demo_models_is_refused_with_the_command_that_write
 
 @pytest.mark.slow
 def test_a_run_on_a_smoke_base_model_counts_unet_calls_and_pairs_the_images(bench, tmp_path):
-    from dreamdiffusion.models.picture_classifier import PictureClassifierConfig, train_picture_classifier, write_picture_classifier
+    from dreamdiffusion.models.picture_classifier import (
+        PictureClassifierConfig,
+        train_picture_classifier,
+        write_picture_classifier,
+    )
     from dreamdiffusion.stages.base_model import BaseModelConfig, fit_base_model, save_base_model
 
     base = BaseModelConfig(classes=3, pictures_per_class=4, vae_steps=2, vae_batch_size=4, unet_steps=2, unet_batch_size=4)
