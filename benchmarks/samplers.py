@@ -26,6 +26,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -35,12 +36,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+import torch
+from torch import Tensor
 
-from dreamdiffusion.bootstrap import BootstrapSettings, mean_interval  # noqa: E402
-from dreamdiffusion.generation import build_sampler, unet_calls  # noqa: E402
-from dreamdiffusion.models.provenance import RANDOM  # noqa: E402
+from dreamdiffusion.bootstrap import BootstrapSettings, mean_interval
+from dreamdiffusion.generation import build_sampler, unet_calls
+from dreamdiffusion.models.provenance import RANDOM
 
 # Short names for the samplers compared here: (label, what build_sampler accepts, from_config overrides).
 KNOWN = {
@@ -201,14 +202,13 @@ def load_demo_weights(weights: Path):
                 f"--weights {weights}: {path} is missing; write the demo's models with "
                 f"`dreamdiffusion weights demo --out {weights}` (the tiny random weights have no class captions)"
             )
-    import json
-
     captions, _ = load_captions(weights / "sd")
     empty = load_empty_caption(weights / "sd")
     sd = load_sd(str(weights / "sd"), local_files_only=True)
     sd.unet.eval()
     sd.vae.eval()
-    classifier = load_classifier(ClassifierConfig(**{**json.loads(sidecar.read_text()), "weights": None, "weights_path": str(weights_file)}))
+    settings = {**json.loads(sidecar.read_text()), "weights": None, "weights_path": str(weights_file)}
+    classifier = load_classifier(ClassifierConfig(**settings))
     return sd, captions, empty, classifier
 
 
