@@ -1,5 +1,6 @@
-"""Stage-3 cost: sampling throughput of DDIM-50 (our default) vs PLMS-250 (the authors') on the same model,
-UNet calls per image (counted with a forward hook, not assumed), and the metric pass's own time per 100 images.
+"""Stage-3 cost: sampling throughput of DDIM-50 vs PLMS-250 (the authors') on the same model, UNet calls per
+image (counted with a forward hook, not assumed), and the metric pass's own time per 100 images. The default
+sampler, DPM-Solver++-20, is compared with both, speed and quality, by ``benchmarks/samplers.py``.
 
 The pipeline is the tiny random one (:func:`dreamdiffusion.pipeline.build_tiny_pipeline`, 64 px, 4×8×8
 latents); a UNet call there is cheap, so the ratio DDIM/PLMS and the calls per image are what transfer to

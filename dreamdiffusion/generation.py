@@ -5,13 +5,20 @@ The sampler is a diffusers scheduler. :func:`build_sampler` makes one from the p
 (``scheduler/scheduler_config.json``, β scaled-linear 0.00085 → 0.012) and a name:
 
 * any diffusers scheduler class name — ``"DDIMScheduler"``, ``"PNDMScheduler"``, ``"DPMSolverMultistepScheduler"``
-  (DPM-Solver++), ``"EulerDiscreteScheduler"``, ``"UniPCMultistepScheduler"``, ...;
+  (DPM-Solver++, the default: :data:`DEFAULT_SAMPLER` with :data:`DEFAULT_STEPS` steps), ``"EulerDiscreteScheduler"``,
+  ``"UniPCMultistepScheduler"``, ...;
 * ``"ddim"`` — :class:`diffusers.DDIMScheduler`, η = 0 (deterministic); 50 steps = 50 UNet calls;
 * ``"plms"`` — :class:`diffusers.PNDMScheduler` with ``skip_prk_steps=True`` (the PLMS sampler the authors
   used with 250 steps). diffusers repeats the first timestep to warm the linear multistep up, so
   ``num_inference_steps`` steps cost ``num_inference_steps + 1`` UNet calls.
 
 A scheduler instance is used as it is. :func:`unet_calls` counts the UNet passes of any of them.
+
+The default, everywhere a sampler is defaulted (stage-3 configs and ``EvalModule``, stage-2 validation grids and
+the sampler stage 2 writes into its pipeline, the pipeline's and ``generate``'s step count), is DPM-Solver++
+(Lu et al. 2022; second-order multistep) with 20 steps = 20 UNet calls per image. On the demo base model it drew
+images the demo classifier recognised as often as DDIM-50's (97.0% [94.5, 99.0] vs 95.5% [92.5, 98.0], 200
+images, same seeds, guidance 3) at 2.5× DDIM-50's images/s; ``benchmarks/samplers.py`` measures it.
 
 Classifier-free guidance (only meaningful for a model trained with condition dropout):
 ``ε = ε_null + guidance_scale · (ε_cond − ε_null)``; the null and the conditional halves go through the
@@ -34,6 +41,10 @@ from torch import Tensor
 from dreamdiffusion.models.condition import Condition
 
 ALIASES = {"ddim": ("DDIMScheduler", {}), "plms": ("PNDMScheduler", {"skip_prk_steps": True})}
+# The default sampler and step count (module docstring); DPMSolverMultistepScheduler's own default algorithm is
+# DPM-Solver++ ("dpmsolver++"), which default_scheduler also states explicitly.
+DEFAULT_SAMPLER = "DPMSolverMultistepScheduler"
+DEFAULT_STEPS = 20
 # The noise schedule of Stable Diffusion 1.5 (its scheduler_config.json): what unet_calls counts with
 # when no pipeline config is given (the count does not depend on the betas).
 SD15_SCHEDULE = {
@@ -51,7 +62,7 @@ def scheduler_classes() -> list[str]:
                   if isinstance(getattr(diffusers, n, None), type) and issubclass(getattr(diffusers, n), diffusers.SchedulerMixin))
 
 
-def build_sampler(scheduler_config: Mapping, sampler="ddim"):
+def build_sampler(scheduler_config: Mapping, sampler=DEFAULT_SAMPLER):
     """A diffusers scheduler for ``sampler`` built from the training schedule's config.
 
     ``sampler``: ``"ddim"``, ``"plms"``, a diffusers scheduler class name (``"DPMSolverMultistepScheduler"``)
@@ -71,6 +82,14 @@ def build_sampler(scheduler_config: Mapping, sampler="ddim"):
             f"DPMSolverMultistepScheduler (all: {', '.join(scheduler_classes())})"
         )
     return cls.from_config(dict(scheduler_config), **overrides)
+
+
+def default_scheduler(scheduler_config: Mapping):
+    """DPM-Solver++ (``DPMSolverMultistepScheduler``, ``algorithm_type="dpmsolver++"``) on the noise schedule of
+    ``scheduler_config``: the sampler stage 2 writes into its pipeline."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    return DPMSolverMultistepScheduler.from_config(dict(scheduler_config), algorithm_type="dpmsolver++")
 
 
 def unet_calls(sampler, num_inference_steps: int, scheduler_config: Mapping | None = None) -> int:
@@ -203,8 +222,8 @@ def generate_images(
     condition: Condition,
     null_condition: Tensor | None,
     *,
-    sampler="ddim",
-    num_inference_steps: int = 50,
+    sampler=DEFAULT_SAMPLER,
+    num_inference_steps: int = DEFAULT_STEPS,
     guidance_scale: float = 1.0,
     seeds: Sequence[int],
     image_size: int | None = None,
@@ -219,7 +238,8 @@ def generate_images(
     scheduler_config
         The noise schedule's config (``pipeline.scheduler.config``) the sampler is built from.
     sampler
-        ``"ddim"``, ``"plms"``, a diffusers scheduler class name or a scheduler instance (:func:`build_sampler`).
+        ``"ddim"``, ``"plms"``, a diffusers scheduler class name or a scheduler instance (:func:`build_sampler`);
+        default DPM-Solver++ with 20 steps.
     condition
         :class:`Condition` with ``hidden_states [B, 77, cross_dim]`` and optional ``time_vector [B, E]``
         (passed to the UNet as ``class_labels``).

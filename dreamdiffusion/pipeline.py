@@ -8,7 +8,7 @@ A pipeline folder (written atomically by :meth:`DreamDiffusionPipeline.save_pret
       README.md          model card: base model, EEG encoder preset, data, metrics of the run
       unet/              UNet2DConditionModel (fine-tuned cross-attention)
       vae/               AutoencoderKL (frozen)
-      scheduler/         the sampler (stage 2 writes DDIM on the training noise schedule)
+      scheduler/         the sampler (stage 2 writes DPM-Solver++ on the training noise schedule)
       condition_model/   EEGConditionModel: config.json + diffusion_pytorch_model.safetensors + checksums.json
 
 It loads with ``DreamDiffusionPipeline.from_pretrained(folder or hub id)`` and, once ``dreamdiffusion.pipeline``
@@ -39,7 +39,7 @@ from torch import Tensor
 from dreamdiffusion import progress
 from dreamdiffusion.atomic import atomic_dir, write_text
 from dreamdiffusion.checksums import verified, verify_checksums, write_checksums
-from dreamdiffusion.generation import decode, denoise, initial_noise, latent_shape
+from dreamdiffusion.generation import DEFAULT_STEPS, decode, denoise, initial_noise, latent_shape
 from dreamdiffusion.model_card import model_card
 from dreamdiffusion.models.backbones import native_image_size, vae_scale_factor
 from dreamdiffusion.models.condition import Condition, EEGConditionModel
@@ -297,7 +297,7 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         self,
         eeg: Tensor,
         num_images_per_eeg: int = 1,
-        num_inference_steps: int = 50,
+        num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = 1.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
@@ -314,7 +314,8 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         num_images_per_eeg
             Images per EEG window; EEG ``j``'s image ``k`` is output ``j * num_images_per_eeg + k``.
         num_inference_steps
-            Steps of ``self.scheduler`` (the sampler is whatever scheduler the pipeline holds).
+            Steps of ``self.scheduler`` (the sampler is whatever scheduler the pipeline holds; stage 2 writes
+            DPM-Solver++, for which the default 20 steps are meant).
         guidance_scale
             Classifier-free guidance against the learned null condition (1: none).
         generator
@@ -368,13 +369,12 @@ def to_pil(images: Tensor) -> list[PIL.Image.Image]:
 
 def build_tiny_pipeline(folder: str | os.PathLike, seed: int = 0) -> Path:
     """Write a tiny random pipeline (tiny SD of :func:`~dreamdiffusion.models.backbones.build_tiny_sd`, 64 px,
-    DDIM on its noise schedule, and a ``"tiny"`` EEG condition model, cross-attention and CLIP dimension 32)
-    to ``folder``.
+    DPM-Solver++ on its noise schedule as stage 2 writes, and a ``"tiny"`` EEG condition model, cross-attention
+    and CLIP dimension 32) to ``folder``.
 
     For tests and benchmarks of sampling and evaluation; stage 2 writes real pipelines.
     """
-    from diffusers import DDIMScheduler
-
+    from dreamdiffusion.generation import default_scheduler
     from dreamdiffusion.models.backbones import build_tiny_sd, load_sd
     from dreamdiffusion.models.condition import ConditionConfig
     from dreamdiffusion.models.mae import preset
@@ -383,7 +383,7 @@ def build_tiny_pipeline(folder: str | os.PathLike, seed: int = 0) -> Path:
         sd = load_sd(str(build_tiny_sd(Path(tmp) / "sd", seed=seed)), local_files_only=True)
         torch.manual_seed(seed)
         condition = EEGConditionModel(ConditionConfig(preset("tiny"), cross_attention_dim=32, clip_dim=32))
-        scheduler = DDIMScheduler.from_config(sd.scheduler.config)
+        scheduler = default_scheduler(sd.scheduler.config)
         return DreamDiffusionPipeline(sd.unet, sd.vae, scheduler, condition).save_pretrained(
             folder, base_model="tiny random Stable Diffusion (dreamdiffusion.models.backbones.build_tiny_sd)",
             data="none (random weights)",

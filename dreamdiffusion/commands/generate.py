@@ -16,7 +16,8 @@
 
 One PNG per window and sample: ``<stem>_onset<seconds>s_sample<k>.png`` or ``<stem>_index<i>_sample<k>.png``.
 Sample ``k`` of window ``j`` is seeded with ``derive_seed(seed, j, k)``. The sampler is the pipeline's scheduler
-unless ``--scheduler NAME`` names another diffusers scheduler (built on the same noise schedule).
+(stage 2 writes DPM-Solver++; ``--steps`` defaults to its 20) unless ``--scheduler NAME`` names another diffusers
+scheduler (built on the same noise schedule).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from dreamdiffusion.signal import N_CHANS, N_TIMES, Preprocessing, cut_windows, 
 
 MNE_FORMATS = (".fif", ".fif.gz", ".edf", ".bdf", ".gdf", ".set", ".vhdr", ".cnt", ".mff", ".nxe", ".snirf")
 IMAGENET_EEG_WINDOW = (20, 460)
+# dreamdiffusion.generation.DEFAULT_STEPS (a test keeps them equal), not imported: the CLI starts without diffusers.
+DEFAULT_STEPS = 20
 
 
 def read_recording(path: Path):
@@ -220,7 +223,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="sampler: a diffusers scheduler class (DDIMScheduler, DPMSolverMultistepScheduler, "
         "EulerDiscreteScheduler, UniPCMultistepScheduler, ...) or ddim / plms; default: the pipeline's own",
     )
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (authors: PLMS 250)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"sampling steps (default {DEFAULT_STEPS}: DPM-Solver++, the sampler stage 2 writes; DDIM: 50; authors: PLMS 250)")
     p.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (1: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8, help="windows per sampling batch (results do not depend on it)")

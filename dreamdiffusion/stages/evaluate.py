@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from dreamdiffusion.atomic import atomic_path, write_text
 from dreamdiffusion.bootstrap import BootstrapSettings, statistic_interval
 from dreamdiffusion.controls import image_derangement
-from dreamdiffusion.generation import derive_seed, generate_images, unet_calls
+from dreamdiffusion.generation import DEFAULT_SAMPLER, DEFAULT_STEPS, derive_seed, generate_images, unet_calls
 from dreamdiffusion.metrics import (
     ImageMetrics,
     MetricSettings,
@@ -87,9 +87,10 @@ class EvalModule(L.LightningModule):
     num_samples
         Images generated per EEG trial (the authors: 5).
     sampler, num_inference_steps, guidance_scale
-        The sampler: ``ddim`` (default, 50 steps), ``plms`` (the authors, 250 steps) or any diffusers scheduler
-        class name (``DPMSolverMultistepScheduler``, ``EulerDiscreteScheduler``, ``UniPCMultistepScheduler``,
-        ...), built on the pipeline's noise schedule; classifier-free guidance scale (1: none).
+        The sampler: any diffusers scheduler class name (default ``DPMSolverMultistepScheduler``, DPM-Solver++,
+        with 20 steps; ``EulerDiscreteScheduler``, ``UniPCMultistepScheduler``, ...), ``ddim`` (η = 0) or
+        ``plms`` (the authors, 250 steps), built on the pipeline's noise schedule; classifier-free guidance
+        scale (1: none).
     seed
         Seeds generation and the n-way trials.
     image_size
@@ -120,8 +121,8 @@ class EvalModule(L.LightningModule):
         self,
         pipeline: str,
         num_samples: int = 5,
-        sampler: str = "ddim",
-        num_inference_steps: int = 50,
+        sampler: str = DEFAULT_SAMPLER,
+        num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = 1.0,
         seed: int = 0,
         image_size: int | None = None,

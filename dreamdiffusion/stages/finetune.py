@@ -38,6 +38,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from dreamdiffusion.atomic import write_text
+from dreamdiffusion.generation import DEFAULT_SAMPLER
 from dreamdiffusion.metrics import RetrievalTop1, image_ids
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, clip_projection_dim, load_clip, load_sd
 from dreamdiffusion.models.condition import Condition, EEGConditionModel
@@ -120,8 +121,8 @@ class EEGSDFinetuneModule(L.LightningModule):
         instead of running the VAE / CLIP every step. Cached latents are of the un-augmented image.
     val_sample_every_n_epochs, val_num_samples, val_sampler, val_num_inference_steps, val_guidance_scale
         Every n epochs (0: never) a grid (ground truth | samples) of the first val items, sampled with a few
-        steps of ``val_sampler`` (``ddim``, ``plms`` or a diffusers scheduler class name such as
-        ``DPMSolverMultistepScheduler``), goes to the logger.
+        steps of ``val_sampler`` (a diffusers scheduler class name — default ``DPMSolverMultistepScheduler``,
+        DPM-Solver++ —, ``ddim`` or ``plms``), goes to the logger.
     seed
         Seeds the validation noise (so val/loss_sd is comparable across epochs) and the sample grid.
     """
@@ -149,7 +150,7 @@ class EEGSDFinetuneModule(L.LightningModule):
         use_cached_clip_embeds: bool = False,
         val_sample_every_n_epochs: int = 5,
         val_num_samples: int = 4,
-        val_sampler: str = "ddim",
+        val_sampler: str = DEFAULT_SAMPLER,
         val_num_inference_steps: int = 10,
         val_guidance_scale: float = 1.0,
         seed: int = 0,
@@ -461,10 +462,11 @@ class EEGSDFinetuneModule(L.LightningModule):
         rank_zero_info(f"stage 2: wrote {self.export_dir / 'pipeline'} from the {info['weights']} weights")
 
     def export_pipeline(self, folder: str | Path, metrics: dict[str, float] | None = None) -> Path:
-        """Write the :class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline` folder (atomically) with DDIM on the
-        training noise schedule as its sampler and a model card (base model, data, ``metrics`` of the run)."""
-        from diffusers import DDIMScheduler
-
+        """Write the :class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline` folder (atomically) with DPM-Solver++
+        on the training noise schedule as its sampler (the default sampler,
+        :func:`~dreamdiffusion.generation.default_scheduler`) and a model card (base model, data, ``metrics`` of
+        the run)."""
+        from dreamdiffusion.generation import default_scheduler
         from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
         datamodule = self.trainer.datamodule if self._trainer is not None else None
@@ -472,7 +474,7 @@ class EEGSDFinetuneModule(L.LightningModule):
         if datamodule is not None:
             eeg_path = getattr(datamodule.hparams, "eeg_path", None)
             data = type(datamodule).__name__ + (f" ({eeg_path})" if eeg_path else "")
-        sampler = DDIMScheduler.from_config(self.noise_scheduler.config)
+        sampler = default_scheduler(self.noise_scheduler.config)
         return DreamDiffusionPipeline(self.unet, self.vae, sampler, self.condition_model).save_pretrained(
             folder, base_model=self.hparams.sd_model, data=data, metrics=metrics,
         )

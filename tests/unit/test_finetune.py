@@ -231,7 +231,8 @@ def test_export_loads_back_and_gives_the_same_unet_output(weights, tmp_path):
     module.eval()
     module.export_pipeline(tmp_path / "pipeline", metrics={"val/loss": 0.25})
     pipe = DreamDiffusionPipeline.from_pretrained(tmp_path / "pipeline")
-    assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # the sampler, on the training noise schedule
+    # the default sampler, DPM-Solver++, on the training noise schedule
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler" and pipe.scheduler.config.algorithm_type == "dpmsolver++"
     assert pipe.scheduler.config.beta_schedule == module.noise_scheduler.config.beta_schedule
     card = (tmp_path / "pipeline" / "README.md").read_text()
     assert "| val/loss | 0.25 |" in card and "preset `tiny`" in card
@@ -270,9 +271,9 @@ def test_validation_grid_pairs_ground_truth_with_samples(weights):
 
 
 def test_validation_sampler_by_diffusers_class_name(weights):
-    module = make(weights, val_num_inference_steps=2, val_sampler="DPMSolverMultistepScheduler").eval()
+    module = make(weights, val_num_inference_steps=2).eval()  # the default: DPM-Solver++
     batch = paired_batch(1)
-    ddim = make(weights, val_num_inference_steps=2).eval()
+    ddim = make(weights, val_num_inference_steps=2, val_sampler="DDIMScheduler").eval()
     ddim.load_state_dict(module.state_dict())
     dpm_grid, ddim_grid = module.sample_grid(batch["eeg"], batch["image"]), ddim.sample_grid(batch["eeg"], batch["image"])
     assert dpm_grid.shape == ddim_grid.shape and (dpm_grid - ddim_grid).abs().max() > 1e-4

@@ -66,17 +66,17 @@ def test_images_do_not_depend_on_the_batch_size(cli, pipeline, tmp_path):
 
 
 def test_scheduler_chosen_by_diffusers_class_name(cli, capsys, pipeline, tmp_path, monkeypatch):
-    from diffusers import DPMSolverMultistepScheduler
+    from diffusers import DDIMScheduler
 
     path = tmp_path / "rec_raw.fif"
     make_raw().save(path, verbose="error")
     steps = []
-    step = DPMSolverMultistepScheduler.step
-    monkeypatch.setattr(DPMSolverMultistepScheduler, "step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k))
+    step = DDIMScheduler.step
+    monkeypatch.setattr(DDIMScheduler, "step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k))
     args = ["generate", "--pipeline", pipeline, "--eeg", str(path), "--onset", "1.0", "--steps", "3"]
-    assert cli(*args, "--out", str(tmp_path / "dpm"), "--scheduler", "DPMSolverMultistepScheduler") == 0
+    assert cli(*args, "--out", str(tmp_path / "ddim"), "--scheduler", "DDIMScheduler") == 0
     assert len(steps) == 3
-    assert cli(*args, "--out", str(tmp_path / "ddim")) == 0 and len(steps) == 3  # default: the pipeline's DDIM
+    assert cli(*args, "--out", str(tmp_path / "dpm")) == 0 and len(steps) == 3  # default: the pipeline's DPM-Solver++
     from PIL import Image
 
     name = "rec_raw_onset1.000s_sample0.png"

@@ -148,3 +148,37 @@ def test_bf16_autocast_can_be_forced_on_cpu(pipe):
     bf16 = sample(pipe, eeg, [7], num_inference_steps=2, autocast=True)
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
     assert 0 < (bf16 - fp32).abs().max() < 0.2  # the same image up to bf16 rounding
+
+
+def test_dpm_solver_plus_plus_20_steps_is_the_default_sampler_everywhere(repo):
+    """One default (benchmarks/samplers.py measured it): the code's defaults, the configs; the authors' config keeps PLMS-250."""
+    import inspect
+
+    import yaml
+
+    from dreamdiffusion.commands import generate
+    from dreamdiffusion.generation import DEFAULT_SAMPLER, DEFAULT_STEPS, build_sampler, default_scheduler
+    from dreamdiffusion.stages.evaluate import EvalModule
+    from dreamdiffusion.stages.finetune import EEGSDFinetuneModule
+
+    assert (DEFAULT_SAMPLER, DEFAULT_STEPS) == ("DPMSolverMultistepScheduler", 20)
+    defaults = lambda f: {k: p.default for k, p in inspect.signature(f).parameters.items()}  # noqa: E731
+    assert (defaults(EvalModule)["sampler"], defaults(EvalModule)["num_inference_steps"]) == (DEFAULT_SAMPLER, 20)
+    assert defaults(EEGSDFinetuneModule)["val_sampler"] == DEFAULT_SAMPLER
+    assert (defaults(generate_images)["sampler"], defaults(generate_images)["num_inference_steps"]) == (DEFAULT_SAMPLER, 20)
+    assert defaults(DreamDiffusionPipeline.__call__)["num_inference_steps"] == 20 == generate.DEFAULT_STEPS
+    from dreamdiffusion.generation import SD15_SCHEDULE
+
+    for scheduler in (default_scheduler(SD15_SCHEDULE), build_sampler(SD15_SCHEDULE)):
+        assert type(scheduler).__name__ == DEFAULT_SAMPLER and scheduler.config.algorithm_type == "dpmsolver++"
+
+    def model_args(config):
+        return yaml.safe_load((repo / "configs" / config).read_text())["model"]["init_args"]
+
+    for config in ("eval.yaml", "things/eval.yaml"):
+        assert (model_args(config)["sampler"], model_args(config)["num_inference_steps"]) == (DEFAULT_SAMPLER, 20), config
+    for config in ("demo/eval.yaml", "things/demo/eval.yaml"):  # the demos keep their smaller step budgets
+        assert model_args(config)["sampler"] == DEFAULT_SAMPLER, config
+    for config in ("finetune.yaml", "things/finetune.yaml"):
+        assert (model_args(config)["val_sampler"], model_args(config)["val_num_inference_steps"]) == (DEFAULT_SAMPLER, 20), config
+    assert (model_args("eval_authors.yaml")["sampler"], model_args("eval_authors.yaml")["num_inference_steps"]) == ("plms", 250)

@@ -39,11 +39,12 @@ def copy(folder, tmp_path):
 
 
 def test_loads_through_diffusion_pipeline_and_its_own_class(folder, pipe):
-    from diffusers import DDIMScheduler, DiffusionPipeline
+    from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
 
     generic = DiffusionPipeline.from_pretrained(folder)
     assert type(generic) is DreamDiffusionPipeline and issubclass(DreamDiffusionPipeline, DiffusionPipeline)
-    assert isinstance(pipe.scheduler, DDIMScheduler) and set(pipe.components) == {"unet", "vae", "scheduler", "condition_model"}
+    assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler) and pipe.scheduler.config.algorithm_type == "dpmsolver++"
+    assert set(pipe.components) == {"unet", "vae", "scheduler", "condition_model"}
     assert torch.equal(noise_prediction(generic), noise_prediction(pipe))
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "DreamDiffusionPipeline"
@@ -56,24 +57,24 @@ def test_torch_dtype_reaches_every_model(folder):
 
 
 def test_a_swapped_scheduler_is_the_one_used_and_is_saved(pipe, tmp_path):
-    from diffusers import DPMSolverMultistepScheduler
+    from diffusers import DDIMScheduler
 
-    ddim = pipe(EEG[:1], num_inference_steps=4, generator=generators(3), output_type="np").images
+    dpm = pipe(EEG[:1], num_inference_steps=4, generator=generators(3), output_type="np").images
     original = pipe.scheduler
     try:
-        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++")
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         calls = []
         step = pipe.scheduler.step
         pipe.scheduler.step = lambda *a, **k: calls.append(a[1]) or step(*a, **k)
-        dpm = pipe(EEG[:1], num_inference_steps=4, generator=generators(3), output_type="np").images
+        ddim = pipe(EEG[:1], num_inference_steps=4, generator=generators(3), output_type="np").images
         assert len(calls) == 4 and np.abs(dpm - ddim).max() > 1e-3
         del pipe.scheduler.step
-        pipe.save_pretrained(tmp_path / "dpm")
+        pipe.save_pretrained(tmp_path / "ddim")
     finally:
         pipe.scheduler = original
-    reloaded = DreamDiffusionPipeline.from_pretrained(tmp_path / "dpm")
-    assert type(reloaded.scheduler).__name__ == "DPMSolverMultistepScheduler"
-    assert "`DPMSolverMultistepScheduler`" in (tmp_path / "dpm" / "README.md").read_text()
+    reloaded = DreamDiffusionPipeline.from_pretrained(tmp_path / "ddim")
+    assert type(reloaded.scheduler).__name__ == "DDIMScheduler"
+    assert "`DDIMScheduler`" in (tmp_path / "ddim" / "README.md").read_text()
 
 
 def test_a_list_of_generators_makes_images_independent_of_the_batch(pipe):
