@@ -35,7 +35,8 @@ TRAINER_KEYS = (
 # init args that change how the run is computed or watched, not what it trains
 NOT_SHAPING = {
     "num_workers", "cache_device", "cache_batch_size", "local_files_only",
-    "val_sample_every_n_epochs", "val_num_samples", "val_num_inference_steps", "val_guidance_scale", "plot_channels",
+    "val_sample_every_n_epochs", "val_num_samples", "val_num_inference_steps", "val_guidance_scale", "val_sampler",
+    "plot_channels",
 }
 # What the user can do instead, by how the checkpoint was asked for (resume: true, or --ckpt_path).
 WAYS_OUT = {

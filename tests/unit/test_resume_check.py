@@ -101,3 +101,13 @@ def test_ckpt_path_is_a_file_or_last(tmp_path):
         resolve_ckpt_path(str(tmp_path / "nope.ckpt"), tmp_path / "checkpoints")
     with pytest.raises(ResumeRefused, match="--ckpt_path=best: fit resumes from a checkpoint file or from 'last'"):
         resolve_ckpt_path("best", tmp_path / "checkpoints")
+
+
+def test_how_validation_samples_are_drawn_does_not_block_a_resume():
+    """Validation grids (sampler, steps, guidance) watch a run; they do not shape its weights."""
+    before, after = config(), config()
+    before["model"]["init_args"].update(val_sampler="ddim", val_num_inference_steps=5, lr=1e-3)
+    after["model"]["init_args"].update(val_sampler="DPMSolverMultistepScheduler", val_num_inference_steps=20, lr=1e-3)
+    assert stage_settings(before) == stage_settings(after)
+    after["model"]["init_args"]["lr"] = 2e-3
+    assert stage_settings(before) != stage_settings(after)
