@@ -152,7 +152,8 @@ def check_resume(last: Path, current: dict[str, Any], given_by: str = "resume") 
     ``given_by``: ``"resume"`` (``resume: true`` found it) or ``"ckpt_path"`` (the user named it), for the
     ways out the message offers. Returns the line to log: plain resuming, or resuming with a larger budget.
     """
-    saved = read_settings(last, given_by)
+    # a checkpoint recorded before a key joined NOT_SHAPING still holds it
+    saved = {k: v for k, v in read_settings(last, given_by).items() if k.rsplit(".", 1)[-1] not in NOT_SHAPING}
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k, "<absent>") != current.get(k, "<absent>"))
     grown = [k for k in differing if k in BUDGET and _limit(current.get(k)) > _limit(saved.get(k))]
     refused = [k for k in differing if k not in grown]

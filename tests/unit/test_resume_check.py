@@ -111,3 +111,11 @@ def test_how_validation_samples_are_drawn_does_not_block_a_resume():
     assert stage_settings(before) == stage_settings(after)
     after["model"]["init_args"]["lr"] = 2e-3
     assert stage_settings(before) != stage_settings(after)
+
+
+def test_a_checkpoint_that_recorded_a_setting_now_known_not_to_shape_the_weights_resumes(tmp_path):
+    recorded = stage_settings(config())
+    recorded["model.init_args.val_sampler"] = "ddim"  # written before val_sampler was known not to shape the weights
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}, "global_step": 4, CHECKPOINT_KEY: recorded}, path)
+    assert check_resume(path, stage_settings(config())).startswith("resuming from")
