@@ -43,6 +43,7 @@ from dreamdiffusion.metrics import RetrievalTop1, image_ids
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, clip_projection_dim, load_clip, load_sd
 from dreamdiffusion.models.condition import Condition, EEGConditionModel
 from dreamdiffusion.models.mae import preset as encoder_preset_config
+from dreamdiffusion.stages.adamw import build_adamw
 
 FROZEN_TOWERS = ("vae.", "clip.")
 MAPPERS = ("token_mapper.", "dim_mapper.", "time_mapper.")
@@ -260,8 +261,8 @@ class EEGSDFinetuneModule(L.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(
-            params, lr=self.hparams.lr, betas=tuple(self.hparams.betas), weight_decay=self.hparams.weight_decay
+        return build_adamw(
+            self, params, lr=self.hparams.lr, betas=tuple(self.hparams.betas), weight_decay=self.hparams.weight_decay
         )
 
     # ------------------------------------------------------------------------------------ the losses

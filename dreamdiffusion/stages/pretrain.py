@@ -17,6 +17,7 @@ from torch import Tensor
 from dreamdiffusion.models.encoder_file import save_encoder
 from dreamdiffusion.models.mae import MaskedEEGAutoencoder
 from dreamdiffusion.models.mae import preset as encoder_preset
+from dreamdiffusion.stages.adamw import build_adamw
 
 
 def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -51,7 +52,8 @@ class MSMPretrainModule(L.LightningModule):
     normalize_target
         Reconstruct per-token standardised targets (MAE's option; off in the authors' code).
     lr, weight_decay, betas
-        AdamW; no weight decay on biases, norms and the cls/mask tokens.
+        AdamW; no weight decay on biases, norms and the cls/mask tokens (fused kernel where it applies:
+        :mod:`dreamdiffusion.stages.adamw`).
     warmup_epochs, min_lr_ratio
         Per-step linear warm-up over this many epochs, then half-cosine to ``min_lr_ratio * lr``.
     gradient_checkpointing
@@ -133,8 +135,8 @@ class MSMPretrainModule(L.LightningModule):
         return fig
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(
-            param_groups(self.model, self.hparams.weight_decay), lr=self.hparams.lr, betas=tuple(self.hparams.betas)
+        optimizer = build_adamw(
+            self, param_groups(self.model, self.hparams.weight_decay), lr=self.hparams.lr, betas=tuple(self.hparams.betas)
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         # Estimating the steps builds the training loader before a resumed checkpoint is restored, so the

@@ -145,3 +145,68 @@ def test_authors_152M_preset_has_their_parameter_count():
         encoder = EEGEncoder(PRESETS["152M"])
     assert PRESETS["152M"].mlp_ratio == 1.0
     assert abs(count_parameters(encoder) - AUTHORS_PARAMETERS["152M"]) / AUTHORS_PARAMETERS["152M"] < 0.02
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype", "kernel"),
+    [
+        ("cpu", torch.bfloat16, "matmul"),
+        ("cpu", torch.float16, "matmul"),
+        ("cpu", torch.float32, "sdpa"),
+        ("cuda", torch.bfloat16, "sdpa"),
+        ("cuda", torch.float32, "sdpa"),
+    ],
+)
+def test_attention_kernel_per_device_and_dtype(device, dtype, kernel):
+    from dreamdiffusion.models.mae import attention_kernel
+
+    assert attention_kernel(torch.device(device), dtype) == kernel
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_matmul_attention_gives_the_fused_kernels_output_and_gradients(dtype, tol):
+    from dreamdiffusion.models.mae import matmul_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 33, 64, requires_grad=True) for _ in range(3))
+    grad = torch.randn(2, 4, 33, 64)
+    outputs = []
+    for attention in (matmul_attention, torch.nn.functional.scaled_dot_product_attention):
+        low = [t.detach().to(dtype).requires_grad_() for t in (q, k, v)]
+        out = attention(*low)
+        out.backward(grad.to(dtype))
+        outputs.append([out.float()] + [t.grad.float() for t in low])
+    for mine, fused in zip(*outputs):
+        torch.testing.assert_close(mine, fused, rtol=tol, atol=tol)
+
+
+def _tiny_loss(monkeypatch, kernel: str | None, bf16: bool) -> torch.Tensor:
+    import dreamdiffusion.models.mae as mae
+
+    if kernel is not None:
+        monkeypatch.setattr(mae, "attention_kernel", lambda device, dtype: kernel)
+    torch.manual_seed(0)
+    model = MaskedEEGAutoencoder(preset("tiny"))
+    x = torch.randn(4, 128, 512)
+    torch.manual_seed(1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return model(x, mask_ratio=0.75)[0]
+
+
+def test_model_takes_the_matmul_path_in_bf16_on_cpu_and_sdpa_in_fp32(monkeypatch):
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or sdpa(*a, **kw))
+    _tiny_loss(monkeypatch, None, bf16=True)
+    assert calls == []
+    _tiny_loss(monkeypatch, None, bf16=False)
+    assert len(calls) == preset("tiny").depth + preset("tiny").decoder_depth
+
+
+def test_loss_is_unchanged_by_the_attention_kernel(monkeypatch):
+    """fp32 (the fused kernel either way) is bit-identical; bf16 autocast agrees to bf16 precision."""
+    fp32 = _tiny_loss(monkeypatch, None, bf16=False)
+    assert torch.equal(fp32, _tiny_loss(monkeypatch, "sdpa", bf16=False))
+    matmul, fused = _tiny_loss(monkeypatch, "matmul", bf16=True), _tiny_loss(monkeypatch, "sdpa", bf16=True)
+    torch.testing.assert_close(matmul, fused, rtol=5e-3, atol=0)
+    torch.testing.assert_close(matmul, fp32, rtol=2e-2, atol=0)
