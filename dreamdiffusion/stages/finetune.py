@@ -43,7 +43,7 @@ from dreamdiffusion.metrics import RetrievalTop1, image_ids
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, clip_projection_dim, load_clip, load_sd
 from dreamdiffusion.models.condition import Condition, EEGConditionModel
 from dreamdiffusion.models.mae import preset as encoder_preset_config
-from dreamdiffusion.stages.adamw import build_adamw
+from dreamdiffusion.stages.adamw import build_adamw, clip_gradients
 
 FROZEN_TOWERS = ("vae.", "clip.")
 MAPPERS = ("token_mapper.", "dim_mapper.", "time_mapper.")
@@ -264,6 +264,9 @@ class EEGSDFinetuneModule(L.LightningModule):
         return build_adamw(
             self, params, lr=self.hparams.lr, betas=tuple(self.hparams.betas), weight_decay=self.hparams.weight_decay
         )
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     # ------------------------------------------------------------------------------------ the losses
     def encode_eeg(self, eeg: Tensor) -> Condition:

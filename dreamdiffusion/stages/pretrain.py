@@ -17,7 +17,7 @@ from torch import Tensor
 from dreamdiffusion.models.encoder_file import save_encoder
 from dreamdiffusion.models.mae import MaskedEEGAutoencoder
 from dreamdiffusion.models.mae import preset as encoder_preset
-from dreamdiffusion.stages.adamw import build_adamw
+from dreamdiffusion.stages.adamw import build_adamw, clip_gradients
 
 
 def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -148,6 +148,9 @@ class MSMPretrainModule(L.LightningModule):
             optimizer, lambda step: warmup_cosine(step, warmup, total, self.hparams.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     @property
     def export_dir(self) -> Path:
