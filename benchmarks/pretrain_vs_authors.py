@@ -46,15 +46,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
-import dreamdiffusion  # noqa: E402
-from dreamdiffusion.models.authors_mae_layout import to_authors_state_dict  # noqa: E402
-from dreamdiffusion.models.mae import PRESETS, MAEConfig, flops_per_window  # noqa: E402
-from dreamdiffusion.stages.pretrain import MSMPretrainModule  # noqa: E402
+import dreamdiffusion
+from dreamdiffusion.models.authors_mae_layout import to_authors_state_dict
+from dreamdiffusion.models.mae import PRESETS, MAEConfig, flops_per_window
+from dreamdiffusion.stages.pretrain import MSMPretrainModule
 
 MASK_RATIO = 0.75
 CLIP = 0.8
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
                 x = torch.randn(batch, config.n_chans, config.n_times)
                 start = time.perf_counter()
                 t = run_case(module, theirs, x, precision, args.warmup, args.rounds, args.matmul_size, Path(tmp))
-                speedup = statistics.median(a / o for a, o in zip(t["authors"], t["ours"]))
+                speedup = statistics.median(a / o for a, o in zip(t["authors"], t["ours"], strict=True))
                 rate = {k: statistics.median(t[f"matmul {k}"]) for k in ("fp32", "bf16")}
                 achieved = {k: 3 * fwd * batch / statistics.median(t[k]) / 1e9 for k in ("ours", "authors")}
                 row = dict(preset=name, batch=batch, precision=precision, ours=statistics.median(t["ours"]),

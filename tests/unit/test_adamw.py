@@ -33,11 +33,11 @@ def test_fused_adamw_steps_like_the_default_one():
         optimizer = build_adamw(L.LightningModule(), groups, **kwargs) if chosen else torch.optim.AdamW(groups, **kwargs)
         assert optimizer.defaults["fused"] is (True if chosen else None)
         for step in grads:
-            for p, g in zip(params, step):
+            for p, g in zip(params, step, strict=True):
                 p.grad = g.clone()
             optimizer.step()
         results.append(params)
-    for fused, default in zip(*results):
+    for fused, default in zip(*results, strict=True):
         torch.testing.assert_close(fused, default, rtol=1e-6, atol=1e-7)
 
 

@@ -176,7 +176,7 @@ def test_matmul_attention_gives_the_fused_kernels_output_and_gradients(dtype, to
         out = attention(*low)
         out.backward(grad.to(dtype))
         outputs.append([out.float()] + [t.grad.float() for t in low])
-    for mine, fused in zip(*outputs):
+    for mine, fused in zip(*outputs, strict=True):
         torch.testing.assert_close(mine, fused, rtol=tol, atol=tol)
 
 
