@@ -38,7 +38,7 @@ from dreamdiffusion.models.mae import (
     MAEConfig,
     MaskedEEGAutoencoder,
     flops_per_window,
-    sincos_positions,
+    position_table,
 )
 
 MASK_RATIO = 0.75
@@ -109,13 +109,13 @@ class ReferenceMAE(nn.Module):
         self.c = c
         self.patch_embed = ReferencePatchEmbed1D(c.n_chans, c.patch_size, c.embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
-        self.register_buffer("pos_embed", sincos_positions(c.n_tokens + 1, c.embed_dim)[None], persistent=False)
+        self.register_buffer("pos_embed", position_table(c.n_tokens, c.embed_dim)[None], persistent=False)
         self.blocks = nn.ModuleList(ReferenceBlock(c.embed_dim, c.num_heads, c.mlp_ratio) for _ in range(c.depth))
         self.norm = nn.LayerNorm(c.embed_dim)
         dd = c.decoder_embed_dim
         self.decoder_embed = nn.Linear(c.embed_dim, dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
-        self.register_buffer("decoder_pos_embed", sincos_positions(c.n_tokens + 1, dd)[None], persistent=False)
+        self.register_buffer("decoder_pos_embed", position_table(c.n_tokens, dd)[None], persistent=False)
         self.decoder_blocks = nn.ModuleList(
             ReferenceBlock(dd, c.decoder_num_heads, c.mlp_ratio) for _ in range(c.decoder_depth)
         )

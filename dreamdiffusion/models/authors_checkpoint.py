@@ -33,7 +33,7 @@ import yaml
 from torch import Tensor
 
 from dreamdiffusion.models.condition import ConditionConfig, EEGConditionModel
-from dreamdiffusion.models.mae import PRESETS, MAEConfig, sincos_positions
+from dreamdiffusion.models.mae import PRESETS, MAEConfig, position_table
 from dreamdiffusion.models.strict_load import load_strict
 from dreamdiffusion.safe_checkpoint import SkippedObject, read_checkpoint
 
@@ -281,7 +281,7 @@ def condition_config_from_weights(cond: Mapping[str, Tensor], time_condition: Ma
     encoder = MAEConfig(
         n_chans=n_chans, n_times=n_tokens * patch, patch_size=patch, embed_dim=d, depth=depth, num_heads=num_heads,
         mlp_ratio=hidden / d, decoder_embed_dim=paper.decoder_embed_dim, decoder_depth=paper.decoder_depth,
-        decoder_num_heads=paper.decoder_num_heads,
+        decoder_num_heads=paper.decoder_num_heads, position_layout="authors",
     )
     return ConditionConfig(
         encoder=encoder,
@@ -310,10 +310,10 @@ def convert_condition(
             report.ignore(CONDITION + unused + "*", UNUSED_CONDITION_PARTS[unused])
             continue
         if key == "mae.pos_embed":
-            table = sincos_positions(config.encoder.n_tokens + 1, config.encoder.embed_dim)[None]
+            table = position_table(config.encoder.n_tokens, config.encoder.embed_dim, "authors")[None]
             if value.shape != table.shape or not torch.allclose(value.float(), table, atol=1e-5):
                 raise ValueError(f"{CONDITION}mae.pos_embed is not the fixed 1-D sine-cosine table the encoder uses; {FIX}")
-            report.ignore(CONDITION + key, "fixed sine-cosine positions; checked equal to ours")
+            report.ignore(CONDITION + key, "fixed sine-cosine positions (zero row for cls, patches at 0..L-1); checked equal to ours")
             continue
         for pattern, target in _CONDITION_RULES:
             if re.match(pattern, key):

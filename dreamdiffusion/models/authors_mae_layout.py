@@ -28,7 +28,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from dreamdiffusion.models.mae import MAEConfig, MaskedEEGAutoencoder, sincos_positions
+from dreamdiffusion.models.mae import MAEConfig, MaskedEEGAutoencoder, position_table
 
 # ours -> theirs; every rule is applied in turn (encoder.blocks.3.mlp.0 -> blocks.3.mlp.0 -> blocks.3.mlp.fc1)
 _TO_AUTHORS: list[tuple[str, str]] = [
@@ -90,8 +90,8 @@ def from_authors_state_dict(state: Mapping[str, Tensor], config: MAEConfig) -> d
     with torch.device("meta"):  # names and shapes only
         expected = MaskedEEGAutoencoder(config).state_dict()
     tables = {
-        "pos_embed": sincos_positions(config.n_tokens + 1, config.embed_dim)[None],
-        "decoder_pos_embed": sincos_positions(config.n_tokens + 1, config.decoder_embed_dim)[None],
+        "pos_embed": position_table(config.n_tokens, config.embed_dim, config.position_layout)[None],
+        "decoder_pos_embed": position_table(config.n_tokens, config.decoder_embed_dim, config.position_layout)[None],
     }
     inverse = torch.argsort(authors_prediction_order(config))
     out: dict[str, Tensor] = {}

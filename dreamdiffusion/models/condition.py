@@ -97,7 +97,7 @@ class ConditionConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ConditionConfig:
         data = dict(data)
-        return cls(encoder=MAEConfig(**data.pop("encoder")), **data)
+        return cls(encoder=MAEConfig.from_dict(data.pop("encoder")), **data)
 
 
 @dataclass
@@ -162,7 +162,7 @@ class EEGConditionModel(ModelMixin, ConfigMixin):
         super().__init__()
         if condition_config is None:
             condition_config = ConditionConfig(
-                MAEConfig(**encoder_config) if encoder_config is not None else MAEConfig(),
+                MAEConfig.from_dict(encoder_config) if encoder_config is not None else MAEConfig(),
                 cross_attention_dim, clip_dim, n_condition_tokens, time_embed_dim,
                 token_mapper_hidden=token_mapper_hidden, time_mapper_input=time_mapper_input,
                 encoder_cls_token=encoder_cls_token,

@@ -63,7 +63,7 @@ def load_encoder(folder: str | os.PathLike, expected: MAEConfig | None = None) -
     folder = Path(folder)
     meta = read_encoder_config(folder)
     try:
-        config = MAEConfig(**meta["config"])
+        config = MAEConfig.from_dict(meta["config"])
     except TypeError as e:
         raise ValueError(f"{folder / CONFIG}: the encoder config has unknown fields ({e})") from None
     if expected is not None and config != expected:

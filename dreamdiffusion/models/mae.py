@@ -20,6 +20,12 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 
+# "authors": a zero row for the cls token, patches at positions 0..L-1 (the authors' MAEforEEG, as MAE's
+# get_1d_sincos_pos_embed(cls_token=True)); "shifted": the cls token at position 0, patches at 1..L (what
+# dreamdiffusion wrote before it followed the authors; kept so that older encoder files keep their meaning).
+POSITION_LAYOUTS = ("authors", "shifted")
+
+
 @dataclass(frozen=True)
 class MAEConfig:
     """Shape of the masked EEG autoencoder; everything needed to rebuild it."""
@@ -34,8 +40,12 @@ class MAEConfig:
     decoder_embed_dim: int = 512
     decoder_depth: int = 8
     decoder_num_heads: int = 16
+    # Where the fixed sine-cosine positions put the cls token and the patches (:func:`position_table`).
+    position_layout: str = "authors"
 
     def __post_init__(self) -> None:
+        if self.position_layout not in POSITION_LAYOUTS:
+            raise ValueError(f"position_layout={self.position_layout!r}; use one of {', '.join(POSITION_LAYOUTS)}")
         if self.n_times % self.patch_size:
             raise ValueError(
                 f"n_times={self.n_times} is not a multiple of patch_size={self.patch_size}; "
@@ -56,6 +66,11 @@ class MAEConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MAEConfig:
+        """The config a file recorded. Files written before ``position_layout`` existed used ``"shifted"``."""
+        return cls(**{"position_layout": "shifted", **data})
 
 
 # Table 2 of the paper sweeps the encoder by trainable parameters; each preset's counted encoder
@@ -86,6 +101,15 @@ def preset(name: str) -> MAEConfig:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown encoder preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+def position_table(n_tokens: int, dim: int, layout: str = "authors") -> Tensor:
+    """Fixed positions of the cls token and ``n_tokens`` patch tokens, ``[1 + n_tokens, dim]`` (row 0: cls)."""
+    if layout == "authors":
+        return torch.cat([torch.zeros(1, dim), sincos_positions(n_tokens, dim)])
+    if layout == "shifted":
+        return sincos_positions(n_tokens + 1, dim)
+    raise ValueError(f"position layout {layout!r}; use one of {', '.join(POSITION_LAYOUTS)}")
 
 
 def sincos_positions(n_positions: int, dim: int) -> Tensor:
@@ -184,7 +208,7 @@ class EEGEncoder(nn.Module):
         d = config.embed_dim
         self.patch_embed = nn.Conv1d(config.n_chans, d, kernel_size=config.patch_size, stride=config.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
-        self.register_buffer("pos_embed", sincos_positions(config.n_tokens + 1, d)[None], persistent=False)
+        self.register_buffer("pos_embed", position_table(config.n_tokens, d, config.position_layout)[None], persistent=False)
         self.blocks = nn.ModuleList(Block(d, config.num_heads, config.mlp_ratio) for _ in range(config.depth))
         self.norm = nn.LayerNorm(d)
         self.gradient_checkpointing = False
@@ -233,7 +257,7 @@ class MaskedEEGAutoencoder(nn.Module):
         dd = config.decoder_embed_dim
         self.decoder_embed = nn.Linear(config.embed_dim, dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
-        self.register_buffer("decoder_pos_embed", sincos_positions(config.n_tokens + 1, dd)[None], persistent=False)
+        self.register_buffer("decoder_pos_embed", position_table(config.n_tokens, dd, config.position_layout)[None], persistent=False)
         self.decoder_blocks = nn.ModuleList(
             Block(dd, config.decoder_num_heads, config.mlp_ratio) for _ in range(config.decoder_depth)
         )
@@ -362,6 +386,8 @@ __all__ = [
     "count_parameters",
     "flops_per_window",
     "check_eeg",
+    "POSITION_LAYOUTS",
+    "position_table",
     "sincos_positions",
     "attention_kernel",
     "matmul_attention",

@@ -23,7 +23,7 @@ from diffusers.loaders.single_file_utils import (
 )
 from torch import Tensor
 
-from dreamdiffusion.models.mae import sincos_positions
+from dreamdiffusion.models.mae import position_table
 
 # A tiny ldm config with SD's structure: 2 UNet levels (attention at the first), 32 GroupNorm groups as in ldm.
 TINY_LDM_CONFIG = {
@@ -144,7 +144,7 @@ def authors_condition_state(seed: int = 0, s: dict = TINY) -> tuple[dict[str, Te
     cond = {
         "mae.patch_embed.proj.weight": rnd(d, s["n_chans"], s["patch"]), "mae.patch_embed.proj.bias": rnd(d, scale=0.1),
         "mae.cls_token": rnd(1, 1, d, scale=0.02), "mae.mask_token": rnd(1, 1, d, scale=0.02),
-        "mae.pos_embed": sincos_positions(n_tokens + 1, d)[None].clone(),
+        "mae.pos_embed": position_table(n_tokens, d, "authors")[None].clone(),
         "mae.norm.weight": 1 + rnd(d, scale=0.1), "mae.norm.bias": rnd(d, scale=0.1),
     }
     for i in range(s["depth"]):

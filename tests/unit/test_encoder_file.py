@@ -66,3 +66,20 @@ def test_a_json_never_describes_other_weights_even_if_the_export_is_killed_half_
     assert not (tmp_path / "encoder.json").exists()
     with pytest.raises(FileNotFoundError, match="encoder.json is missing"):
         load_encoder(tmp_path)
+
+
+def test_an_encoder_written_before_the_position_layout_existed_keeps_its_positions(tmp_path):
+    """Files without ``position_layout`` were trained with the cls token at position 0 and patches at 1..L."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    old = MaskedEEGAutoencoder(replace(preset("tiny"), position_layout="shifted")).eval()
+    save_encoder(old.encoder, tmp_path, preset="tiny")
+    meta = json.loads((tmp_path / "encoder.json").read_text())
+    del meta["config"]["position_layout"]  # as an earlier version wrote it
+    (tmp_path / "encoder.json").write_text(json.dumps(meta))
+    loaded = load_encoder(tmp_path).eval()
+    assert loaded.config.position_layout == "shifted"
+    x = torch.randn(2, 128, 512)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), old.encode(x))

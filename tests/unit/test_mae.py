@@ -210,3 +210,25 @@ def test_loss_is_unchanged_by_the_attention_kernel(monkeypatch):
     matmul, fused = _tiny_loss(monkeypatch, "matmul", bf16=True), _tiny_loss(monkeypatch, "sdpa", bf16=True)
     torch.testing.assert_close(matmul, fused, rtol=5e-3, atol=0)
     torch.testing.assert_close(matmul, fp32, rtol=2e-2, atol=0)
+
+
+def test_positions_follow_the_authors_table_zero_for_cls_then_patches_from_zero():
+    """The authors' MAEforEEG: get_1d_sincos_pos_embed(D, L, cls_token=True) — a zero row, then sin | cos of
+    positions 0..L-1 at frequencies 1 / 10000^(2i/D)."""
+    import numpy as np
+
+    from dreamdiffusion.models.mae import MAEConfig, MaskedEEGAutoencoder, position_table
+
+    n_tokens, dim = 6, 8
+    omega = 1.0 / 10000 ** (np.arange(dim // 2) / (dim / 2))
+    angles = np.arange(n_tokens)[:, None] * omega[None, :]
+    expected = np.concatenate([np.zeros((1, dim)), np.concatenate([np.sin(angles), np.cos(angles)], axis=1)])
+    assert np.allclose(position_table(n_tokens, dim).numpy(), expected, atol=1e-6)
+    shifted = position_table(n_tokens, dim, "shifted")
+    assert torch.allclose(shifted[1:-1], position_table(n_tokens, dim)[2:]) and shifted[0].abs().sum() > 0
+    config = MAEConfig(n_chans=4, n_times=24, patch_size=4, embed_dim=8, depth=1, num_heads=2,
+                       decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2)
+    model = MaskedEEGAutoencoder(config)
+    assert torch.equal(model.encoder.pos_embed[0], position_table(6, 8)) and config.position_layout == "authors"
+    with pytest.raises(ValueError, match="position_layout='diagonal'"):
+        MAEConfig(position_layout="diagonal")
