@@ -43,6 +43,8 @@ docs-check: install  ## Fail when a config reference table or the command list i
 # no_pretrain row beside stage 1, and so on. Each step's output goes to <run_dir>/logs/<step>.log; the terminal
 # shows one line per start and end, and <run_dir>/timings.tsv the wall seconds. A finished step is not re-run
 # (delete its output, or the run folder, to run it again); a config edited since re-runs what depends on it.
+# Stage 2 starts over whenever it runs (about a minute): it re-runs when stage 1's encoder or stage 0's models
+# are newer, and resuming would continue a run made from the old ones. Stage 1 resumes (its input is its config).
 DEMO_DATA ?= --subjects 6 --snr 2.5
 DEMO_JOBS ?= 2
 DEMO_THREADS ?= 1
@@ -69,7 +71,8 @@ endef
 # stages 2 and 3 of row $(2) in run folder $(1), step names prefixed $(3), extra arguments $(4), extra prerequisites $(5)
 define demo_row
 $(1)/finetune$(call row_suffix,$(1),$(2))/export.json: configs/demo/finetune.yaml $(RUN_DIR)/weights/demo_weights.json $(RUN_DIR)/data/synthetic.json $(call row_encoder,$(1),$(2)) $(5)
-	@$$(call step,$(3)stage2_$(2)) $(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml $(call row_overlay,$(2)) --run_dir=$(1) $(4)
+	@$$(call step,$(3)stage2_$(2)) $(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml $(call row_overlay,$(2)) --run_dir=$(1) $(4) \
+		--resume=false
 
 $(1)/eval$(call row_suffix,$(1),$(2))/metrics.json: configs/demo/eval.yaml $(1)/finetune$(call row_suffix,$(1),$(2))/export.json
 	@$$(call step,$(3)stage3_$(2)) $(BIN)/dreamdiffusion test -c configs/demo/eval.yaml --run_dir=$(1) $(4) \

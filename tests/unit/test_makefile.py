@@ -84,6 +84,8 @@ def test_demo_runs_every_stage_once_per_row_with_its_overlay(repo, tmp_path):
     assert "-c configs/ablations/finetune_no_pretrain.yaml" in steps["stage2_no_pretrain"]
     assert "-c configs/ablations/finetune_no_clip.yaml" in steps["stage2_no_clip"]
     assert "ablations" not in steps["stage2_full"]
+    # stage 2 re-runs when stage 1's encoder is newer: it must not continue a run made from the old encoder
+    assert all(steps[f"stage2_{row}"].endswith("--resume=false") for row in ("full", "no_pretrain", "no_clip"))
     assert f"--model.init_args.pipeline={tmp_path}/finetune_no_clip/pipeline" in steps["stage3_no_clip"]
     assert f"--trainer.default_root_dir={tmp_path}/eval_no_clip" in steps["stage3_no_clip"]
     assert f"--trainer.default_root_dir={tmp_path}/eval " in steps["stage3_full"] + " "
