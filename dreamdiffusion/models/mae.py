@@ -19,7 +19,6 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-
 # "authors": a zero row for the cls token, patches at positions 0..L-1 (the authors' MAEforEEG, as MAE's
 # get_1d_sincos_pos_embed(cls_token=True)); "shifted": the cls token at position 0, patches at 1..L (what
 # dreamdiffusion wrote before it followed the authors; kept so that older encoder files keep their meaning).
