@@ -1,5 +1,6 @@
 """`dreamdiffusion generate` on recordings written by MNE in the test, and on an ImageNet-EEG .pth."""
 
+import re
 import shutil
 
 import numpy as np
@@ -213,6 +214,8 @@ def test_progress_on_a_terminal_counts_images_and_quiet_silences_it(cli, pipelin
     assert cli(*args, "--onset", "0.5", "1.0", "--out", str(tmp_path / "a")) == 0
     err = capsys.readouterr().err
     assert "generate" in err and "2/2" in err  # 2 windows x 1 sample
-    assert "3/3" in err  # the sampler's steps of a batch (the pipeline's own bar)
+    # the sampler's steps of a batch (the pipeline's own bar, total 3); it clears itself when done, so which count
+    # was drawn last depends on tqdm's refresh interval
+    assert re.search(r"\b[0-3]/3 \[", err), err
     assert cli(*args, "--onset", "0.5", "--out", str(tmp_path / "b"), "--quiet") == 0
     assert "%|" not in capsys.readouterr().err  # neither ours, nor the pipeline's steps, nor diffusers' loading bar
