@@ -19,6 +19,7 @@ loader; see ``paired_loader.py``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pickle
@@ -100,7 +101,7 @@ def measure(root: str, batches: int) -> dict:
             next(iterator)  # workers started
             start = time.perf_counter()
             n = 0
-            for _, batch in zip(range(batches), iterator, strict=False):
+            for batch in itertools.islice(iterator, batches):
                 n += batch.shape[0]
             elapsed = time.perf_counter() - start
             result["rows"].append({"repetitions": mode, "workers": workers, "items_per_s": n / elapsed, "items": n})

@@ -180,13 +180,26 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-def load_npy_dict(path: str | os.PathLike, what: str = "file", mmap_threshold: int = MMAP_THRESHOLD) -> dict:
+def load_npy_dict(
+    path: str | os.PathLike, what: str = "file", mmap_threshold: int = MMAP_THRESHOLD, keys: tuple[str, ...] = ()
+) -> dict:
     """The dict that ``np.save(path, a_dict)`` stored, read without executing anything.
 
     Raises ``FileNotFoundError`` (absent), :class:`NotPlainNpyError` (the pickle names anything but plain
-    data), ``ValueError`` (not an ``.npy`` file, not a pickled object, not a dict).
+    data), ``ValueError`` (not an ``.npy`` file, not a pickled object, not a dict), ``KeyError`` naming the
+    ``keys`` the dict lacks.
     """
-    path = Path(path)
+    content = _load_npy_dict(Path(path), what, mmap_threshold)
+    missing = [k for k in keys if k not in content]
+    if missing:
+        raise KeyError(
+            f"{path} lacks key(s) {', '.join(map(repr, missing))} (it has {sorted(map(str, content))}); {what}: "
+            f"a dict with {', '.join(keys)}"
+        )
+    return content
+
+
+def _load_npy_dict(path: Path, what: str, mmap_threshold: int) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist; see data/README.md for where it goes")
     with open(path, "rb") as f:

@@ -106,13 +106,7 @@ def eeg_path(root: str | os.PathLike, eeg_dir: str, subject: int, part: str) -> 
 def load_eeg_file(path: str | os.PathLike) -> EEGFile:
     """Read and check one EEG file: its keys, a rank-4 array, channel names and times that match it."""
     path = Path(path)
-    content = load_npy_dict(path, "THINGS-EEG2 EEG file")
-    missing = [k for k in EEG_KEYS if k not in content]
-    if missing:
-        raise KeyError(
-            f"{path} lacks key(s) {', '.join(map(repr, missing))} (it has {sorted(map(str, content))}); a THINGS-EEG2 "
-            f"EEG file is a dict with {', '.join(EEG_KEYS)}"
-        )
+    content = load_npy_dict(path, "THINGS-EEG2 EEG file", keys=EEG_KEYS)
     data, times = content["preprocessed_eeg_data"], np.asarray(content["times"], dtype=np.float64)
     ch_names = [str(c) for c in content["ch_names"]]
     if not isinstance(data, np.ndarray) or data.ndim != 4:
@@ -150,10 +144,7 @@ def concept_name(concept: str) -> str:
 def load_metadata(path: str | os.PathLike) -> Metadata:
     """Read and check ``image_metadata.npy``; a test concept among the training concepts is an error."""
     path = Path(path)
-    content = load_npy_dict(path, "THINGS-EEG2 image metadata")
-    missing = [k for k in METADATA_KEYS if k not in content]
-    if missing:
-        raise KeyError(f"{path} lacks key(s) {', '.join(map(repr, missing))}; the metadata holds {', '.join(METADATA_KEYS)}")
+    content = load_npy_dict(path, "THINGS-EEG2 image metadata", keys=METADATA_KEYS)
     concepts, files = {}, {}
     for part, prefix in (("training", "train"), ("test", "test")):
         concepts[part] = [str(c) for c in content[f"{prefix}_img_concepts"]]

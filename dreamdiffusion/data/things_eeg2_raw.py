@@ -77,13 +77,7 @@ def load_raw_session(path: str | os.PathLike, raw_sfreq: float = RELEASE_SFREQ) 
     ``raw_sfreq``: the rate the file must state (the release's 1000 Hz); a file at another rate is an error.
     """
     path = Path(path)
-    content = load_npy_dict(path, "THINGS-EEG2 raw EEG file")
-    missing = [k for k in RAW_KEYS if k not in content]
-    if missing:
-        raise KeyError(
-            f"{path} lacks key(s) {', '.join(map(repr, missing))} (it has {sorted(map(str, content))}); a THINGS-EEG2 "
-            f"raw file is a dict with {', '.join(RAW_KEYS)}"
-        )
+    content = load_npy_dict(path, "THINGS-EEG2 raw EEG file", keys=RAW_KEYS)
     data = content["raw_eeg_data"]
     ch_names, ch_types = [str(c) for c in content["ch_names"]], [str(t) for t in content["ch_types"]]
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[0] != len(ch_names):

@@ -20,9 +20,9 @@ def test_no_weight_decay_on_biases_norms_and_tokens():
 def test_warmup_then_half_cosine():
     lrs = [warmup_cosine(s, warmup_steps=10, total_steps=110) for s in range(110)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert all(a <= b for a, b in zip(lrs[:10], lrs[1:10], strict=False))
+    assert all(a <= b for a, b in zip(lrs[:9], lrs[1:10], strict=True))
     assert lrs[60] == pytest.approx(0.5, abs=0.02)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert all(a >= b for a, b in zip(lrs[10:-1], lrs[11:], strict=True))
     assert lrs[-1] < 0.01
 
 
