@@ -33,7 +33,7 @@ import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.image_processor import VaeImageProcessor
-from diffusers.utils import BaseOutput, is_accelerate_available
+from diffusers.utils import BaseOutput
 from torch import Tensor
 
 from dreamdiffusion import progress
@@ -41,7 +41,7 @@ from dreamdiffusion.atomic import atomic_dir, write_text
 from dreamdiffusion.checksums import verified, verify_checksums, write_checksums
 from dreamdiffusion.generation import DEFAULT_STEPS, decode, denoise, initial_noise, latent_shape
 from dreamdiffusion.model_card import model_card
-from dreamdiffusion.models.backbones import native_image_size, vae_scale_factor
+from dreamdiffusion.models.backbones import low_cpu_mem_usage, native_image_size, vae_scale_factor
 from dreamdiffusion.models.condition import Condition, EEGConditionModel
 
 PARTS = {
@@ -225,7 +225,7 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         verify_checksums(folder, REEXPORT)
         kwargs["use_safetensors"] = True
         # Without accelerate diffusers falls back to a plain load anyway, after a warning on every load.
-        kwargs.setdefault("low_cpu_mem_usage", is_accelerate_available())
+        kwargs.setdefault("low_cpu_mem_usage", low_cpu_mem_usage())
         for key in ("cache_dir", "revision", "force_download", "proxies"):
             kwargs.pop(key, None)
         with verified(folder), _quiet_loading_bar():
@@ -242,7 +242,7 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         missing = [f"{name} ({part})" for name, part in LEGACY_PARTS.items() if not (folder / part).is_file()]
         if missing:
             raise FileNotFoundError(f"pipeline folder {folder} is incomplete: missing {', '.join(missing)}; {REEXPORT}")
-        kwargs = {"local_files_only": True, "use_safetensors": True, "low_cpu_mem_usage": is_accelerate_available()}
+        kwargs = {"local_files_only": True, "use_safetensors": True, "low_cpu_mem_usage": low_cpu_mem_usage()}
         if torch_dtype is not None:
             kwargs["torch_dtype"] = torch_dtype
         unet = UNet2DConditionModel.from_pretrained(folder / "unet", **kwargs)
