@@ -259,6 +259,16 @@ def montage_index(ch_names: list[str], target_names: list[str]) -> np.ndarray:
 
 
 def harmonise_channels(x: torch.Tensor | np.ndarray, index: np.ndarray) -> torch.Tensor:
-    """Select/replicate channels: ``x [..., C, T] -> [..., len(index), T]`` float32."""
-    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    """Select/replicate channels: ``x [..., C, T] -> [..., len(index), T]`` float32.
+
+    Always a new tensor. An index that keeps every channel in order costs one cast-and-copy (torch's,
+    vectorised for float16) instead of a gather and a cast.
+    """
+    if not isinstance(x, torch.Tensor):
+        with warnings.catch_warnings():  # a read-only memory map is only read here: the result is always a copy
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x = torch.as_tensor(np.asarray(x))
+    index = np.asarray(index)
+    if index.shape == (x.shape[-2],) and np.array_equal(index, np.arange(x.shape[-2])):
+        return x.to(torch.float32, copy=True)
     return x[..., torch.as_tensor(index, dtype=torch.long), :].float()

@@ -214,7 +214,8 @@ class WindowDataset(Dataset):
 
     def __getitems__(self, indices: list[int]) -> torch.Tensor:
         """A whole batch ``[B, n_chans, n_times]`` at once (the DataLoader uses this): one sorted read per
-        recording, cast to float32 before the channels are replicated."""
+        recording, cast to float32 by torch (several times faster than numpy for a float16 cache) with the
+        channels replicated."""
         indices = np.asarray(indices, dtype=np.int64)
         owner = np.searchsorted(self.offsets, indices, side="right") - 1
         out = None
@@ -222,7 +223,7 @@ class WindowDataset(Dataset):
             positions = np.nonzero(owner == r)[0]
             local = indices[positions] - self.offsets[r]
             order = np.argsort(local, kind="stable")
-            block = harmonise_channels(self.recordings[r].windows[local[order]].astype(np.float32), self.index[r])
+            block = harmonise_channels(torch.from_numpy(self.recordings[r].windows[local[order]]), self.index[r])
             if out is None:
                 out = torch.empty((len(indices), *block.shape[1:]), dtype=torch.float32)
                 if torch.utils.data.get_worker_info() is not None:

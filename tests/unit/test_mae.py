@@ -232,3 +232,19 @@ def test_positions_follow_the_authors_table_zero_for_cls_then_patches_from_zero(
     assert torch.equal(model.encoder.pos_embed[0], position_table(6, 8)) and config.position_layout == "authors"
     with pytest.raises(ValueError, match="position_layout='diagonal'"):
         MAEConfig(position_layout="diagonal")
+
+
+def test_forward_loss_gives_the_plain_squared_error_value_and_gradient(model):
+    """The fused ``mse_loss`` in ``forward_loss`` against the formula written out: masked mean of per-token MSE."""
+    torch.manual_seed(0)
+    x = torch.randn(3, model.config.n_chans, model.config.n_times)
+    pred = torch.randn(3, model.config.n_tokens, model.config.n_chans * model.config.patch_size, requires_grad=True)
+    mask = (torch.rand(3, model.config.n_tokens) < 0.75).float()
+    loss = model.forward_loss(x, pred, mask)
+    (grad,) = torch.autograd.grad(loss, pred)
+    plain_pred = pred.detach().clone().requires_grad_(True)
+    per_token = (plain_pred - model.patchify(x)).pow(2).mean(dim=-1)
+    plain = (per_token * mask).sum() / mask.sum()
+    (plain_grad,) = torch.autograd.grad(plain, plain_pred)
+    assert torch.allclose(loss, plain, rtol=1e-6, atol=0) and torch.allclose(grad, plain_grad, rtol=1e-6, atol=1e-12)
+    assert grad[mask.bool()].abs().sum() > 0 and grad[~mask.bool()].abs().sum() == 0  # kept tokens get no gradient

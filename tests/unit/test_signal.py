@@ -128,3 +128,18 @@ def test_eeg_data_is_in_microvolts_without_stim_channels():
     data, names, sfreq = eeg_data(raw)
     assert names == ["C3", "C4"] and sfreq == 250.0
     np.testing.assert_allclose(data, 20.0)  # stored as 20e-6 V
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize(
+    "index", [np.arange(4), np.array([0, 1, 3, 2]), np.array([0, 1, 2, 3, 0, 1])], ids=["identity", "permuted", "replicated"]
+)
+def test_harmonise_channels_gives_a_new_float32_copy_equal_to_the_gather(dtype, index):
+    x = np.random.default_rng(0).normal(size=(2, 4, 8)).astype(dtype)
+    before = x.copy()
+    x.setflags(write=False)  # as a memory-mapped cache is
+    out = harmonise_channels(x, index)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, torch.from_numpy(x.astype(np.float32)[:, index]))
+    out += 1  # writable, and not the input's memory
+    assert np.array_equal(x, before)
