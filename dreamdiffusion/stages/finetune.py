@@ -103,6 +103,10 @@ class EEGSDFinetuneModule(L.LightningModule):
         Weights of L_SD and L_clip (paper: 1 and 1; "no CLIP": clip 0; "CLIP only": sd 0).
     lr, weight_decay, betas
         AdamW on the trainable set (paper: lr 5.3e-5; weight decay is AdamW's default 0.01).
+    encoder_lr
+        Learning rate of the EEG encoder's own weights (``encoder.*``); ``null``: ``lr`` (the paper: one rate
+        for everything). A lower rate keeps more of what stage 1 learned while the new mappers and the
+        cross-attention learn at ``lr``, as in the usual fine-tuning of a pre-trained backbone.
     condition_dropout
         Probability of replacing an item's condition with the learned null condition (trains it for
         classifier-free guidance; off in the paper).
@@ -140,6 +144,7 @@ class EEGSDFinetuneModule(L.LightningModule):
         sd_loss_weight: float = 1.0,
         clip_loss_weight: float = 1.0,
         lr: float = 5.3e-5,
+        encoder_lr: float | None = None,
         weight_decay: float = 0.01,
         betas: tuple[float, float] = (0.9, 0.999),
         condition_dropout: float = 0.0,
@@ -160,6 +165,9 @@ class EEGSDFinetuneModule(L.LightningModule):
         self._check_arguments(
             sd_loss_weight, clip_loss_weight, condition_dropout, train_encoder, train_cross_attention
         )
+        for key, value in (("lr", lr), ("encoder_lr", encoder_lr)):
+            if value is not None and not value > 0:
+                raise ValueError(f"model.{key}={value} must be > 0" + (" (or null: the rate of model.lr)" if key == "encoder_lr" else ""))
         if time_condition not in (False, True, "tokens", "condition"):
             raise ValueError(
                 f"model.time_condition={time_condition!r}; choose false, true (= tokens: the pooled encoder tokens) "
@@ -260,10 +268,14 @@ class EEGSDFinetuneModule(L.LightningModule):
         return self
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        return build_adamw(
-            self, params, lr=self.hparams.lr, betas=tuple(self.hparams.betas), weight_decay=self.hparams.weight_decay
-        )
+        hp = self.hparams
+        encoder = {id(p) for p in self.condition_model.encoder.parameters()}
+        params = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder]
+        encoder_params = [p for p in self.condition_model.encoder.parameters() if p.requires_grad]
+        groups = [{"params": params}]
+        if encoder_params:
+            groups.append({"params": encoder_params, "lr": hp.lr if hp.encoder_lr is None else hp.encoder_lr})
+        return build_adamw(self, groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)

@@ -317,3 +317,27 @@ def test_authors_time_condition_and_mapper_are_stage_2_options(weights):
     assert condition.time_vector.shape == (2, module.unet.time_embedding.linear_2.out_features)
     with pytest.raises(ValueError, match="model.time_condition='pooled'; choose false, true"):
         make(weights, time_condition="pooled")
+
+
+@pytest.mark.parametrize("encoder_lr", [None, 1e-4])
+def test_encoder_lr_applies_to_the_encoder_weights_only(weights, encoder_lr):
+    module = make(weights, lr=1e-3, encoder_lr=encoder_lr)
+    optimizer = module.configure_optimizers()
+    rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    encoder = {id(p) for p in module.condition_model.encoder.parameters()}
+    trainable = {id(p) for p in module.parameters() if p.requires_grad}
+    assert set(rate) == trainable and encoder <= trainable  # every trainable weight once, nothing frozen
+    assert {rate[i] for i in encoder} == {1e-3 if encoder_lr is None else encoder_lr}
+    assert {rate[i] for i in trainable - encoder} == {1e-3}
+
+
+def test_a_frozen_encoder_leaves_no_encoder_group(weights):
+    module = make(weights, lr=1e-3, encoder_lr=1e-4, train_encoder=False)
+    groups = module.configure_optimizers().param_groups
+    assert len(groups) == 1 and {g["lr"] for g in groups} == {1e-3}
+
+
+@pytest.mark.parametrize("key,value", [("encoder_lr", 0.0), ("encoder_lr", -1e-4), ("lr", 0.0)])
+def test_a_learning_rate_that_is_not_positive_is_refused_by_name(weights, key, value):
+    with pytest.raises(ValueError, match=rf"model\.{key}={value} must be > 0"):
+        make(weights, **{key: value})
