@@ -1,19 +1,20 @@
 """Stage 3: generate images from the EEG of a split and measure them (DreamDiffusion Sec. 4).
 
 ``dreamdiffusion test -c configs/eval.yaml`` loads a stage-2 ``pipeline/`` folder, generates
-``num_samples`` images per EEG trial of the data module's test split and writes into the stage folder
-(``trainer.default_root_dir``, i.e. ``<run_dir>/eval``):
+``num_samples`` images per EEG trial of the data module's test split and scores them (this module); the modules
+named below turn what it measured into files in the stage folder (``trainer.default_root_dir``, i.e.
+``<run_dir>/eval``):
 
-* ``metrics.json`` — every metric with its 95% bootstrap interval over trials (``ci``), the controls
-  (``controls.shuffled_eeg``, ``controls.null_condition``: figures, intervals, chance, ``at_chance``), the
-  per-subject breakdown (``per_subject``), which figures come from random networks (``meaningful``), the
-  ``failures`` of the run (a control off chance), the settings, the number of images and the pipeline;
+* ``metrics.json`` — every metric with its 95% bootstrap interval over trials, the controls, the per-subject
+  breakdown, which figures come from random networks, the ``failures`` of the run, the settings
+  (:mod:`dreamdiffusion.stages.eval_results`);
 * ``metrics.md`` — failures first, then a table shaped like the paper's Table 1 plus 50-way top-1 (the paper's
-  figures beside ours), the controls, the per-subject table and the networks' provenance;
+  figures beside ours), the controls, the per-subject table and the networks' provenance
+  (:mod:`dreamdiffusion.stages.eval_report`);
 * ``trials.csv`` — one row per trial: index, picture, class, subject and every per-trial value;
 * ``samples/`` — ``trial<index>_<image>_gt.png``, ``..._sample<k>.png`` and, with controls,
   ``..._shuffled_sample<k>.png`` and ``..._null_sample<k>.png``; one ``grid_class<label>.png`` per class
-  (rows: trials; columns: ground truth | samples).
+  (rows: trials; columns: ground truth | samples) (:mod:`dreamdiffusion.stages.eval_outputs`).
 
 Controls (``controls: true``, the default, for every run): the **shuffled-EEG** control conditions each
 trial on the EEG of a trial of another picture (:func:`dreamdiffusion.controls.image_derangement`, seeded,
@@ -34,31 +35,17 @@ generated and counted exactly once and the figures do not depend on batch size o
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
-import math
-import re
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
-from dreamdiffusion.atomic import atomic_path, write_text
-from dreamdiffusion.bootstrap import BootstrapSettings, statistic_interval
+from dreamdiffusion.bootstrap import BootstrapSettings
 from dreamdiffusion.controls import image_derangement
 from dreamdiffusion.generation import DEFAULT_SAMPLER, DEFAULT_STEPS, derive_seed, generate_images, unet_calls
-from dreamdiffusion.metrics import (
-    ImageMetrics,
-    MetricSettings,
-    NWayTopKAccuracy,
-    TrialTable,
-    frechet_distance,
-    inception_score_from_logits,
-    to_uint8,
-)
+from dreamdiffusion.metrics import ImageMetrics, MetricSettings, NWayTopKAccuracy, TrialTable, to_uint8
 from dreamdiffusion.models.condition import Condition
 from dreamdiffusion.models.eval_models import (
     ClassifierConfig,
@@ -68,13 +55,10 @@ from dreamdiffusion.models.eval_models import (
     load_inception,
     load_lpips_net,
 )
-from dreamdiffusion.stages.eval_report import DEFINITIONS, PAPER, hits_of, meaningful_labels, metrics_table, summarise
+from dreamdiffusion.stages import eval_outputs, eval_results
+from dreamdiffusion.stages.eval_report import DEFINITIONS, PAPER, metrics_table
 
 __all__ = ["EvalModule", "metrics_table", "PAPER", "DEFINITIONS"]
-
-
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
 
 
 class EvalModule(L.LightningModule):
@@ -306,19 +290,9 @@ class EvalModule(L.LightningModule):
         return dataclasses.replace(condition, hidden_states=self.condition_model.null(b), time_vector=time_vector)
 
     def save_pngs(self, folder: Path, images: Tensor, names: list[str]) -> list[str]:
-        from dreamdiffusion.pipeline import to_pil
+        return eval_outputs.save_pngs(folder, images, names)
 
-        paths = []
-        for image, name in zip(to_pil(images), names, strict=True):
-            path = folder / f"{name}.png"
-            with atomic_path(path) as tmp:
-                image.save(tmp, format="PNG")
-            paths.append(str(path))
-        return paths
-
-    @staticmethod
-    def trial_name(index: int, image_name: str) -> str:
-        return f"trial{index:05d}_{safe_name(image_name)}"
+    trial_name = staticmethod(eval_outputs.trial_name)
 
     # ------------------------------------------------------------------------------------------ test
     def score(self, generated: Tensor, gt: Tensor, gt_class: Tensor, index: Tensor) -> dict[str, Tensor]:
@@ -402,161 +376,23 @@ class EvalModule(L.LightningModule):
 
     def set_level_intervals(self) -> dict[str, list[float] | None]:
         """FID and IS recomputed on resampled trial sets (``bootstrap_set_resamples``; ``None`` when off or too few)."""
-        if self.feature_table is None:
-            return {"fid": None, "inception_score": None}
-        features = self.feature_table.compute()
-        n, s = features["index"].numel(), self.num_samples
-        real, generated = features["real"], features["generated"].view(n, s, -1)
-        logits = features["logits"].view(n, s, -1)
-        fid = statistic_interval(lambda d: frechet_distance(real[d], generated[d].flatten(0, 1)), n, self.bootstrap) if n >= 2 else None
-        inception = None
-        if n * s >= self.is_splits:
-            inception = statistic_interval(
-                lambda d: float(inception_score_from_logits(logits[d].flatten(0, 1), self.is_splits)[0]), n, self.bootstrap
-            )
-        return {"fid": list(fid) if fid else None, "inception_score": list(inception) if inception else None}
+        return eval_results.set_level_intervals(self.feature_table, self.num_samples, self.is_splits, self.bootstrap)
 
     def compute_results(self) -> tuple[dict, dict[str, Tensor]]:
-        """Every metric with its interval, the controls, the per-subject breakdown (synced across processes), as
-        written to ``metrics.json``; and the per-trial table (rows sorted by trial index)."""
-        if not self.trial_table.index and self.trainer.world_size == 1:
-            raise RuntimeError("the evaluation split produced no trials: check the data module's test split")
-        table = self.trial_table.compute()
-        trials = int(table["index"].numel())
-        if trials == 0:
-            raise RuntimeError("the evaluation split produced no trials: check the data module's test split")
-        images = trials * self.num_samples
-        indices = table["index"].tolist()
-        names = [self.split[i]["image_name"] for i in indices]
-        subjects = [self.split[i]["subject"] for i in indices]
-        labels = meaningful_labels(self.provenance, self.clip_model_source)
-        random_figures = frozenset(k for k, v in labels.items() if not v["meaningful"])
-        summary = summarise(table, names, subjects, self.bootstrap, self.n_way, self.top_k, self.controls, random_figures)
-        notes: list[str] = []
-        metrics: dict[str, float | int | None] = {}
-        fid = self.image_metrics.fid
-        with fid.sync_context():  # counts over all processes
-            fid_images = {"generated": int(fid.fake_features_num_samples), "ground_truth": int(fid.real_features_num_samples)}
-        metrics["fid"] = float(fid.compute()) if trials >= 2 else None
-        if metrics["fid"] is None:
-            notes.append("FID not computed: it needs at least 2 ground-truth images")
-        if images >= self.is_splits:
-            is_mean, is_std = self.image_metrics.inception_score.compute()
-            metrics["inception_score"], metrics["inception_score_std"] = float(is_mean), float(is_std)
-        else:
-            metrics["inception_score"] = metrics["inception_score_std"] = None
-            notes.append(f"IS not computed: {images} generated images for {self.is_splits} splits; lower is_splits")
-        figures = summary["metrics"]
-        metrics["psnr"] = figures["psnr"] if figures["psnr"] is not None and math.isfinite(figures["psnr"]) else None
-        if metrics["psnr"] is None:
-            notes.append("PSNR is infinite: a generated image equals its ground truth")
-        for key in ("ssim", "lpips", "top1_mean", "top1_best"):
-            metrics[key] = figures[key]
-        metrics["retrieval_top1"] = figures.get("retrieval_top1")
-        if metrics["retrieval_top1"] is not None:
-            metrics["retrieval_candidates"] = summary["retrieval_candidates"]
-        else:
-            notes.append("EEG→CLIP retrieval not computed: no clip_model configured and no cached clip_embeds")
-        if self.n_way < self.n_way_requested:
-            notes.append(
-                f"n-way accuracy is {self.n_way}-way, not {self.n_way_requested}-way: the classifier has only "
-                f"{self.classifier.num_classes} classes"
-            )
-        if self.controls:
-            notes.append("null-condition control: no EEG, so no CLIP-head prediction and no retrieval figure")
-        ci = {key: summary["ci"].get(key) for key in ("psnr", "ssim", "lpips", "top1_mean", "top1_best", "retrieval_top1")}
-        ci.update(self.set_level_intervals())
-        for key, label in labels.items():
-            if not label["meaningful"] and metrics.get(key) is not None:
-                notes.append(f"{key}: {label['reason']}")
-        results = {
-            "pipeline": str(Path(self.pipeline_dir).resolve()),
-            "split": "test",
-            "trials": trials,
-            "generated_images": images,
-            "fid_images": fid_images,
-            "metrics": metrics,
-            "ci": ci,
-            "meaningful": labels,
-            "controls": summary["controls"],
-            "per_subject": summary["per_subject"],
-            "failures": summary["failures"],
-            "below_chance": summary["below_chance"],
-            "settings": {
-                "num_samples": self.num_samples,
-                "sampler": self.sampler,
-                "num_inference_steps": self.num_inference_steps,
-                "unet_calls_per_image": unet_calls(self.sampler, self.num_inference_steps),
-                "guidance_scale": self.guidance_scale,
-                "seed": self.seed,
-                "image_size": self.out_size,
-                "n_way": self.n_way,
-                "n_way_requested": self.n_way_requested,
-                "top_k": self.top_k,
-                "n_trials": self.n_trials,
-                "classifier_classes": self.classifier.num_classes,
-                **self.settings.to_dict(),
-                "classifier": self.classifier_config.to_dict(),
-                "inception": self.inception_config.to_dict(),
-                "lpips": self.lpips_config.to_dict(),
-                "clip_model": self.clip_model_source,
-                "world_size": self.trainer.world_size,
-                "controls": self.controls,
-                "bootstrap": dataclasses.asdict(self.bootstrap),
-            },
-            "definitions": DEFINITIONS,
-            "notes": notes,
-        }
-        return results, table
+        """``metrics.json``'s dict and the per-trial table (:func:`~dreamdiffusion.stages.eval_results.compute_results`)."""
+        return eval_results.compute_results(self)
 
     def write_reports(self, results: dict) -> None:
-        folder = self.stage_dir
-        write_text(folder / "metrics.json", json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-        write_text(folder / "metrics.md", metrics_table(results))
+        eval_outputs.write_reports(self.stage_dir, results)
 
     def write_trials(self, table: dict[str, Tensor]) -> None:
         """``trials.csv``: one row per trial (sorted by index) with its picture, class, subject and scalar values."""
-        table = dict(table)
-        names = [self.split[i]["image_name"] for i in table["index"].tolist()]
-        for prefix in ("", "shuffled_"):  # per-trial retrieval hits, for paired comparisons of runs
-            found = hits_of(table, prefix, names) if f"{prefix}clip_predicted" in table else None
-            if found is not None:
-                table[f"{prefix}retrieval_hit"] = found[0][:, None]
-        columns = [k for k, v in table.items() if k != "index" and v.shape[1] == 1]
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["index", "image_name", "label", "subject"] + (["shuffled_partner_index"] if self.controls else []) + columns)
-        index_at = {p: i for i, p in self.position_of.items()}
-        for row, index in enumerate(table["index"].tolist()):
-            info = self.split[index]
-            partner = [index_at[self.partner[self.position_of[index]]]] if self.controls else []
-            values = [f"{float(table[c][row, 0]):.6g}" for c in columns]
-            writer.writerow([index, info["image_name"], info["label"], info["subject"], *partner, *values])
-        write_text(self.stage_dir / "trials.csv", out.getvalue())
+        partner = self.partner if self.controls else None
+        eval_outputs.write_trials(self.stage_dir / "trials.csv", table, self.split, self.position_of, partner)
 
     def write_grids(self, labels: dict[int, int]) -> None:
-        """``samples/grid_class<label>.png``: a row per trial of the class (up to ``max_grid_rows``), the ground
-        truth then the samples. ``labels`` maps trial index → class."""
-        from PIL import Image
-
-        folder = self.stage_dir / "samples"
-        by_class: dict[int, list[int]] = {}
-        for index in sorted(labels):
-            by_class.setdefault(labels[index], []).append(index)
-        for label, indices in sorted(by_class.items()):
-            rows = []
-            for index in indices[: self.max_grid_rows]:
-                (gt,) = folder.glob(f"trial{index:05d}_*_gt.png")
-                stem = gt.name[: -len("_gt.png")]
-                paths = [gt] + [folder / f"{stem}_sample{k}.png" for k in range(self.num_samples)]
-                rows.append([Image.open(p).convert("RGB") for p in paths])
-            w, h = rows[0][0].size
-            grid = Image.new("RGB", (w * len(rows[0]), h * len(rows)), "white")
-            for r, row in enumerate(rows):
-                for c, image in enumerate(row):
-                    grid.paste(image, (c * w, r * h))
-            with atomic_path(folder / f"grid_class{label:03d}.png") as tmp:
-                grid.save(tmp, format="PNG")
+        """``samples/grid_class<label>.png`` of the trials in ``labels`` (trial index → class), up to ``max_grid_rows``."""
+        eval_outputs.write_grids(self.stage_dir / "samples", labels, self.num_samples, self.max_grid_rows)
 
     # ------------------------------------------------------------------------------------------ predict
     def predict_step(self, batch: dict, batch_idx: int) -> list[str]:
