@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dreamdiffusion.data.imagenet_eeg import cut_windows, load_eeg_file, load_split_file, select_trials
+from dreamdiffusion.data.imagenet_eeg_files import load_eeg_file, load_split_file
+from dreamdiffusion.data.imagenet_eeg_selection import cut_windows, select_trials
 from dreamdiffusion.models.condition import ConditionConfig, EEGConditionModel
 from dreamdiffusion.models.encoder_file import load_encoder
 from dreamdiffusion.models.mae import preset

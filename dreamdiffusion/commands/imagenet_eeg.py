@@ -16,7 +16,8 @@ import argparse
 import json
 from collections import Counter
 
-from dreamdiffusion.data import imagenet_eeg as ie
+from dreamdiffusion.data.imagenet_eeg_files import ADDRESSING, load_eeg_file, load_split_file, resolve_addressing
+from dreamdiffusion.data.imagenet_eeg_selection import NONFINITE, empty_split_errors, nonfinite_message, select_trials
 from dreamdiffusion.data.images import ImageReadError, find_images, read_image
 from dreamdiffusion.data.synthetic import SyntheticConfig, write_synthetic_imagenet_eeg
 
@@ -32,11 +33,11 @@ def check(args: argparse.Namespace) -> dict:
         "errors": [],
     }
     try:
-        addressing = ie.resolve_addressing(args.splits, args.split_addressing)
+        addressing = resolve_addressing(args.splits, args.split_addressing)
         report["split_addressing"] = addressing
-        eeg = ie.load_eeg_file(args.eeg)
-        split = ie.load_split_file(args.splits, args.split_index)
-        selection = ie.select_trials(
+        eeg = load_eeg_file(args.eeg)
+        split = load_split_file(args.splits, args.split_index)
+        selection = select_trials(
             eeg, split, args.splits, addressing, args.subject, args.min_length, args.max_length, args.window_stop,
             args.exclude_image, args.window_start,
         )
@@ -58,10 +59,10 @@ def check(args: argparse.Namespace) -> dict:
         for name, ps in selection.nonfinite.items() for p in ps
     ]
     report["warnings"] = []
-    nonfinite = ie.nonfinite_message(selection, eeg, (args.window_start, args.window_stop), args.nonfinite_trials)
+    nonfinite = nonfinite_message(selection, eeg, (args.window_start, args.window_stop), args.nonfinite_trials)
     if nonfinite:
         report["errors" if args.nonfinite_trials == "error" else "warnings"].append(nonfinite)
-    report["errors"] += ie.empty_split_errors(selection, args.splits, args.subject, args.split_index)
+    report["errors"] += empty_split_errors(selection, args.splits, args.subject, args.split_index)
 
     names = sorted({eeg.images[int(x["image"])] for t in trials.values() for x in t})
     report["n_images"] = len(names)
@@ -113,12 +114,12 @@ def register(data_commands: argparse._SubParsersAction) -> None:
     p.add_argument("--images", required=True, help="image root holding <wnid>/<name>.JPEG")
     p.add_argument("--subject", type=int, default=0, help="1..6, or 0 for all (only with _all addressing)")
     p.add_argument("--split-index", type=int, default=0)
-    p.add_argument("--split-addressing", default="auto", choices=ie.ADDRESSING)
+    p.add_argument("--split-addressing", default="auto", choices=ADDRESSING)
     p.add_argument("--min-length", type=int, default=450, help="shortest trial kept, samples")
     p.add_argument("--max-length", type=int, default=600, help="longest trial kept, samples")
     p.add_argument("--window-start", type=int, default=20, help="start of the EEG window, samples")
     p.add_argument("--window-stop", type=int, default=460, help="end of the EEG window, samples")
-    p.add_argument("--nonfinite-trials", default="drop", choices=ie.NONFINITE,
+    p.add_argument("--nonfinite-trials", default="drop", choices=NONFINITE,
                    help="trials whose EEG window holds NaN/Inf: dropped (a warning) or an error, as the data module's nonfinite_trials")
     p.add_argument("--exclude-image", action="append", default=[], metavar="NAME",
                    help="leave out the trials of this image (repeatable), as the data module's exclude_images")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamdiffusion.data.imagenet_eeg import load_eeg_file, load_split_file, resolve_addressing, select_trials
+from dreamdiffusion.data.imagenet_eeg_files import load_eeg_file, load_split_file, resolve_addressing
+from dreamdiffusion.data.imagenet_eeg_selection import select_trials
 
 SFREQ = 1000.0  # Hz, the ImageNet-EEG recordings
 

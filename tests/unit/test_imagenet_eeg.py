@@ -188,7 +188,7 @@ def test_augmentation_applies_with_probability_augment_p(paired):
 
 
 def test_windows_are_resampled_the_same_across_chunk_boundaries():
-    from dreamdiffusion.data.imagenet_eeg import cut_windows
+    from dreamdiffusion.data.imagenet_eeg_selection import cut_windows
 
     torch.manual_seed(0)
     trials = [{"eeg": torch.randn(128, n)} for n in (460, 500, 512, 600, 471)]

@@ -3,7 +3,8 @@ import os
 import pytest
 import torch
 
-from dreamdiffusion.data.imagenet_eeg import load_eeg_file, load_split_file, select_trials
+from dreamdiffusion.data.imagenet_eeg_files import load_eeg_file, load_split_file
+from dreamdiffusion.data.imagenet_eeg_selection import select_trials
 from dreamdiffusion.data.imagenet_eeg_trials import ImageNetEEGTrials
 from dreamdiffusion.data.moabb import MOABBDataModule
 from dreamdiffusion.data.synthetic import write_synthetic_imagenet_eeg
