@@ -81,7 +81,7 @@ def test_demo_runs_every_stage_once_per_row_with_its_overlay(repo, tmp_path):
     steps = demo_steps(repo, "demo-runs", tmp_path)
     assert set(steps) == {"stage0_weights", "data", "stage1_pretrain", "stage2_full", "stage2_no_pretrain",
                           "stage2_no_clip", "stage3_full", "stage3_no_pretrain", "stage3_no_clip"}
-    assert list(steps)[:2] == ["stage1_pretrain", "stage0_weights"]  # the two long steps start together, stage 1 first
+    assert list(steps)[:3] == ["stage1_pretrain", "data", "stage0_weights"]  # stage 1 first, the data before stage 0
     assert "-c configs/ablations/finetune_no_pretrain.yaml" in steps["stage2_no_pretrain"]
     assert "-c configs/ablations/finetune_no_clip.yaml" in steps["stage2_no_clip"]
     assert "ablations" not in steps["stage2_full"]

@@ -143,3 +143,13 @@ def test_harmonise_channels_gives_a_new_float32_copy_equal_to_the_gather(dtype, 
     assert torch.equal(out, torch.from_numpy(x.astype(np.float32)[:, index]))
     out += 1  # writable, and not the input's memory
     assert np.array_equal(x, before)
+
+
+def test_resample_window_equals_the_plain_interpolation_bit_for_bit_and_leaves_its_input_alone():
+    x = torch.randn(3, 5, 110)
+    before = x.clone()
+    position = torch.linspace(0, 109, 512, dtype=torch.float64)
+    left = position.floor().long().clamp(max=108)
+    w = (position - left).to(torch.float32)
+    assert torch.equal(resample_window(x, 512), x[..., left] * (1 - w) + x[..., left + 1] * w)
+    assert torch.equal(x, before)
