@@ -44,7 +44,8 @@ docs-check: install  ## Fail when a config reference table or the command list i
 # shows one line per start and end, and <run_dir>/timings.tsv the wall seconds. A finished step is not re-run
 # (delete its output, or the run folder, to run it again); a config edited since re-runs what depends on it.
 # Stage 2 starts over whenever it runs (about a minute): it re-runs when stage 1's encoder or stage 0's models
-# are newer, and resuming would continue a run made from the old ones. Stage 1 resumes (its input is its config).
+# are newer, and resuming would be refused (a checkpoint records the SHA-256 of the encoder it started from).
+# Stage 1 resumes (its input is its config).
 DEMO_DATA ?= --subjects 6 --snr 2.5
 DEMO_JOBS ?= 2
 DEMO_THREADS ?= 1

@@ -6,6 +6,10 @@ budget. Paths under ``run_dir`` are stored relative to it (``${run_dir}/...``), 
 still resumes. Settings that change how, not what, is computed or only what is logged (DataLoader
 workers, cache devices, validation sample grids, ``limit_*_batches``) are left out.
 
+A stage-2 run also records the SHA-256 of the stage-1 encoder file it starts from (``encoder_dir``): the path
+alone would let a run continue after stage 1 wrote a different encoder under it. Checkpoints written before
+this was recorded resume without that check.
+
 ``fit`` resumes from Lightning's ``ckpt_path``: a file, or ``last`` (:func:`resolve_ckpt_path`: the newest
 ``last*.ckpt`` of the stage's checkpoint folder, Lightning's own rule); ``resume: true`` asks for ``last``
 when no ``ckpt_path`` is given. Whichever checkpoint it is (:func:`check_resume`), a run with other
@@ -45,6 +49,8 @@ WAYS_OUT = {
     "(with --resume=false) to start over",
 }
 RESTART = {"resume": "set --resume=false to start over", "ckpt_path": "from --ckpt_path"}
+# A setting that names a stage-1 folder, and the file in it whose SHA-256 is recorded beside it (key + SUFFIX).
+ENCODER_DIR_KEY, ENCODER_FILE, FINGERPRINT_SUFFIX = "encoder_dir", "encoder.safetensors", ".sha256"
 # Lightning's ModelCheckpoint names its last checkpoint last.ckpt, then last-v1.ckpt, ... when one exists already.
 LAST_PREFIX, CKPT_SUFFIX = "last", ".ckpt"
 
@@ -81,7 +87,22 @@ def stage_settings(config: dict) -> dict[str, Any]:
     }
     flat: dict[str, Any] = {}
     _flatten(json.loads(json.dumps(tree, default=str)), "", flat)
+    flat.update(input_fingerprints(flat))
     return {k: _relative(v, run_dir) for k, v in flat.items() if k.rsplit(".", 1)[-1] not in NOT_SHAPING}
+
+
+def input_fingerprints(flat: dict[str, Any]) -> dict[str, str]:
+    """``{"<key>.sha256": hex}`` for every ``*.encoder_dir`` setting that names a folder holding an encoder file;
+    a folder without one is left to the stage to report (it fails at load with the file's name)."""
+    from dreamdiffusion.atomic import sha256
+
+    out = {}
+    for key, value in flat.items():
+        if key.rsplit(".", 1)[-1] == ENCODER_DIR_KEY and isinstance(value, str) and value:
+            path = Path(value) / ENCODER_FILE
+            if path.is_file():
+                out[key + FINGERPRINT_SUFFIX] = sha256(path)
+    return out
 
 
 def _limit(value: Any) -> float:
@@ -154,11 +175,18 @@ def check_resume(last: Path, current: dict[str, Any], given_by: str = "resume") 
     """
     # a checkpoint recorded before a key joined NOT_SHAPING still holds it
     saved = {k: v for k, v in read_settings(last, given_by).items() if k.rsplit(".", 1)[-1] not in NOT_SHAPING}
+    # a checkpoint recorded before input files were fingerprinted cannot be checked for them
+    current = {k: v for k, v in current.items() if not k.endswith(FINGERPRINT_SUFFIX) or k in saved}
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k, "<absent>") != current.get(k, "<absent>"))
     grown = [k for k in differing if k in BUDGET and _limit(current.get(k)) > _limit(saved.get(k))]
     refused = [k for k in differing if k not in grown]
     if refused:
-        listed = "; ".join(f"{k}: {saved.get(k, '<absent>')!r} in the checkpoint, {current.get(k, '<absent>')!r} now" for k in refused)
+        listed = "; ".join(
+            f"{k[: -len(FINGERPRINT_SUFFIX)]}: {ENCODER_FILE} in {current.get(k[: -len(FINGERPRINT_SUFFIX)])!r} changed since "
+            f"the checkpoint (SHA-256 {str(saved.get(k))[:12]}… then, {str(current.get(k))[:12]}… now)" if k.endswith(FINGERPRINT_SUFFIX)
+            else f"{k}: {saved.get(k, '<absent>')!r} in the checkpoint, {current.get(k, '<absent>')!r} now"
+            for k in refused
+        )
         raise ResumeRefused(
             f"{last} was trained with other settings than this run's ({listed}). Resuming would mix the two and "
             f"label the result with the new ones; {WAYS_OUT[given_by]}"

@@ -119,3 +119,52 @@ def test_a_checkpoint_that_recorded_a_setting_now_known_not_to_shape_the_weights
     path = tmp_path / "last.ckpt"
     torch.save({"state_dict": {}, "global_step": 4, CHECKPOINT_KEY: recorded}, path)
     assert check_resume(path, stage_settings(config())).startswith("resuming from")
+
+
+def finetune_config(run_dir, encoder_dir):
+    return {
+        "run_dir": str(run_dir),
+        "seed_everything": 0,
+        "trainer": {"max_epochs": 5, "precision": "32-true"},
+        "model": {"class_path": "dreamdiffusion.stages.finetune.EEGSDFinetuneModule",
+                  "init_args": {"encoder_dir": None if encoder_dir is None else str(encoder_dir), "lr": 1e-3}},
+        "data": {"class_path": "dreamdiffusion.data.imagenet_eeg.ImageNetEEGDataModule", "init_args": {}},
+    }
+
+
+def test_stage_two_records_the_sha256_of_its_stage_one_encoder_file(tmp_path):
+    import hashlib
+
+    encoder = tmp_path / "pretrain"
+    encoder.mkdir()
+    (encoder / "encoder.safetensors").write_bytes(b"weights A")
+    settings = stage_settings(finetune_config(tmp_path, encoder))
+    assert settings["model.init_args.encoder_dir"] == "${run_dir}/pretrain"
+    assert settings["model.init_args.encoder_dir.sha256"] == hashlib.sha256(b"weights A").hexdigest()
+    assert not any(k.endswith(".sha256") for k in stage_settings(finetune_config(tmp_path, None)))  # no_pretrain
+    assert not any(k.endswith(".sha256") for k in stage_settings(finetune_config(tmp_path, tmp_path / "absent")))
+
+
+def test_a_stage_one_encoder_rewritten_under_the_same_path_blocks_the_resume(tmp_path):
+    encoder = tmp_path / "pretrain"
+    encoder.mkdir()
+    (encoder / "encoder.safetensors").write_bytes(b"weights A")
+    last = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}, CHECKPOINT_KEY: stage_settings(finetune_config(tmp_path, encoder))}, last)
+    assert check_resume(last, stage_settings(finetune_config(tmp_path, encoder))).startswith("resuming from")
+    (encoder / "encoder.safetensors").write_bytes(b"weights B")  # stage 1 run again
+    with pytest.raises(ResumeRefused) as info:
+        check_resume(last, stage_settings(finetune_config(tmp_path, encoder)))
+    message = str(info.value)
+    assert "model.init_args.encoder_dir: encoder.safetensors in '${run_dir}/pretrain' changed since the checkpoint" in message
+    assert "--resume=false" in message and "\n" not in message
+
+
+def test_a_checkpoint_recorded_before_encoder_hashes_still_resumes(tmp_path):
+    encoder = tmp_path / "pretrain"
+    encoder.mkdir()
+    (encoder / "encoder.safetensors").write_bytes(b"weights A")
+    old = {k: v for k, v in stage_settings(finetune_config(tmp_path, encoder)).items() if not k.endswith(".sha256")}
+    last = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}, CHECKPOINT_KEY: old}, last)
+    assert check_resume(last, stage_settings(finetune_config(tmp_path, encoder))).startswith("resuming from")
