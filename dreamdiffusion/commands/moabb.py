@@ -113,7 +113,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from dreamdiffusion.data.moabb import download, mne_data_path, resolve_datasets
+    from dreamdiffusion.data.moabb_sources import download, mne_data_path, resolve_datasets
 
     names = resolve_datasets(_names(args.datasets), args.exclude)
     print(f"downloading {len(names)} datasets into MNE_DATA={mne_data_path()}", file=sys.stderr)

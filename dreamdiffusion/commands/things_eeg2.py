@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dreamdiffusion.data import things_eeg2 as te
+from dreamdiffusion.data import things_eeg2_files as te
 from dreamdiffusion.data.things_eeg2_preprocess import MANIFEST, RawPreprocessing, preprocess_subject
 from dreamdiffusion.data.things_eeg2_synthetic import ThingsSyntheticConfig, write_synthetic_things_eeg2
 

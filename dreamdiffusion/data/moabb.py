@@ -2,12 +2,14 @@
 
 ``MOABBDataModule`` turns MOABB recordings into ``[128, 512]`` float32 windows:
 
-* ``prepare_data`` (global rank 0) downloads through MOABB's own cache (``MNE_DATA``) when needed,
-  preprocesses each recording with :func:`dreamdiffusion.signal.preprocess_raw` and writes its windows
-  once to the shard cache (:mod:`dreamdiffusion.data.cache`) in the recording's own channel count;
-  an interrupted build resumes subject by subject.
-* ``setup`` (every rank) reads the build's manifest and opens the shards as read-only memory maps;
-  channels are harmonised to 128 on access, so memory does not grow with the corpus.
+* ``prepare_data`` (global rank 0) reads each subject through MOABB (:mod:`dreamdiffusion.data.moabb_sources`:
+  downloads into MOABB's own cache, ``MNE_DATA``, when needed), preprocesses each recording with
+  :func:`dreamdiffusion.signal.preprocess_raw` and writes its windows once to the shard cache
+  (:mod:`dreamdiffusion.data.cache`) in the recording's own channel count; an interrupted build resumes
+  subject by subject.
+* ``setup`` (every rank) reads the build's manifest and opens the shards as read-only memory maps
+  (:mod:`dreamdiffusion.data.moabb_windows`); channels are harmonised to 128 on access, so memory does not
+  grow with the corpus.
 
 Train and validation are split **by subject**, deterministically from ``seed``; the split is recorded
 in the manifest.
@@ -16,70 +18,24 @@ in the manifest.
 from __future__ import annotations
 
 import logging
-import os
 import time
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from dreamdiffusion import progress
 from dreamdiffusion.atomic import remove_stale_temporaries
-from dreamdiffusion.data.cache import CacheError, ShardCache, check_writable, open_shard, source_dir, stable_hash
+from dreamdiffusion.data.cache import CacheError, ShardCache, check_writable, source_dir, stable_hash
 from dreamdiffusion.data.loaders import eval_loader, train_loader
-from dreamdiffusion.data.moabb_catalog import load_pinned
-from dreamdiffusion.signal import N_CHANS, Preprocessing, Windows, harmonise_channels, montage_index, preprocess_raw, replication_index
+from dreamdiffusion.data.moabb_sources import SubjectLoadError, make_dataset, moabb_recordings, resolve_datasets
+from dreamdiffusion.data.moabb_windows import Shard, WindowDataset, collate_windows
+from dreamdiffusion.signal import N_CHANS, Preprocessing
 
 log = logging.getLogger(__name__)
 # A temporary in a shared cache untouched this long belongs to a dead build, whichever machine wrote it.
 STALE_SECONDS = 3600
-
-
-def make_dataset(name: str, kwargs: dict | None = None):
-    """Instantiate a dataset by MOABB class name (``"BNCI2014_001"``, ``"FakeDataset"``) or by class path
-    (``"dreamdiffusion.data.imagenet_eeg_trials.ImageNetEEGTrials"``: any class with MOABB's
-    ``subject_list`` / ``get_data`` interface)."""
-    import importlib
-
-    import moabb.datasets
-
-    if "." in name:
-        module, _, attr = name.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            raise ValueError(f"{name!r} is not an importable class; give a MOABB dataset name or a full class path") from None
-    else:
-        cls = getattr(moabb.datasets, name, None)
-    if cls is None or not isinstance(cls, type):
-        raise ValueError(
-            f"{name!r} is not a dataset class of moabb.datasets; `dreamdiffusion data moabb-list` "
-            "prints the names this project selects"
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return cls(**(kwargs or {}))
-
-
-def resolve_datasets(datasets: list[str] | str, exclude: list[str] | None = None) -> list[str]:
-    """Dataset names: a list, or the path of a pinned list (``configs/data/moabb_paper.yaml``), minus ``exclude``."""
-    names = load_pinned(datasets) if isinstance(datasets, (str, os.PathLike)) else list(datasets)
-    unknown = sorted(set(exclude or ()) - set(names))
-    if unknown:
-        raise ValueError(f"exclude names datasets that are not in the list: {unknown}")
-    return [n for n in names if n not in set(exclude or ())]
-
-
-def mne_data_path() -> Path:
-    """MOABB's download cache: ``MNE_DATA`` (environment or MNE config), else ``~/mne_data``."""
-    import mne
-
-    return Path(mne.get_config("MNE_DATA") or Path.home() / "mne_data")
 
 
 def split_subjects(keys: list[tuple[str, int]], val_fraction: float, seed: int) -> tuple[list, list]:
@@ -93,148 +49,6 @@ def split_subjects(keys: list[tuple[str, int]], val_fraction: float, seed: int) 
     val = sorted(keys[i] for i in order[:n_val])
     train = sorted(keys[i] for i in order[n_val:])
     return train, val
-
-
-class SubjectLoadError(RuntimeError):
-    """MOABB could not load (or download) one subject; the message names dataset, subject and MNE_DATA."""
-
-
-def moabb_recordings(dataset, name: str, subject: int, params: Preprocessing) -> Iterator[tuple[str, str, Windows | Exception]]:
-    """``(session, run, windows)`` of one subject; a recording that cannot be preprocessed yields its error.
-
-    MOABB loads (and, where the data is missing, downloads into ``MNE_DATA``) the whole subject at once;
-    a failure there raises :class:`SubjectLoadError`.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            sessions = dataset.get_data([subject])[subject]
-    except Exception as error:  # MOABB raises anything from HTTP errors to OSError
-        raise SubjectLoadError(
-            f"MOABB could not load {name} subject {subject} ({type(error).__name__}: {error}); "
-            f"MOABB's cache is MNE_DATA={mne_data_path()}. Download it on a machine with internet "
-            "(`make data-moabb`), check that MNE_DATA is writable and points to the same folder here, "
-            "or exclude the dataset"
-        ) from error
-    for session, runs in sessions.items():
-        for run, raw in runs.items():
-            source = f"{name} subject {subject} session {session} run {run}"
-            try:
-                yield str(session), str(run), preprocess_raw(raw, params, source)
-            except ValueError as error:
-                yield str(session), str(run), error
-
-
-def download(
-    names: list[str],
-    dataset_kwargs: dict[str, dict] | None = None,
-    subjects: dict[str, list[int]] | None = None,
-    accept: bool = False,
-) -> list[dict]:
-    """Fetch datasets into MOABB's cache (``MNE_DATA``), subject by subject; return the failures.
-
-    A failure (network, licence not accepted, disk) is recorded with the dataset, the subject and the
-    cache path, and the other subjects and datasets go on. ``accept`` accepts licence terms where a
-    dataset asks for it (read them first).
-    """
-    root = check_writable(mne_data_path(), "MNE_DATA", "set MNE_DATA to a writable folder, e.g. `export MNE_DATA=$PWD/data/mne`")
-    failures = []
-    datasets = {name: make_dataset(name, (dataset_kwargs or {}).get(name)) for name in names}
-    todo = [(name, subject) for name in names for subject in (subjects or {}).get(name, datasets[name].subject_list)]
-    with progress.bar(todo, desc="MOABB download", unit="subject") as bar:
-        for name, subject in bar:
-            bar.set_postfix_str(f"{name} subject {subject}", refresh=False)
-            try:
-                datasets[name].download(subject_list=[subject], accept=accept, update_path=False, verbose="error")
-            except Exception as error:  # noqa: BLE001 - every failure is reported, the rest goes on
-                hint = " (re-run with --accept-licences after reading its licence)" if "accept" in str(error).lower() else ""
-                log.error("download of %s subject %s into %s failed: %s%s", name, subject, root, error, hint)
-                failures.append({"dataset": name, "subject": int(subject), "cache": str(root),
-                                 "error": f"{type(error).__name__}: {error}{hint}"})
-    return failures
-
-
-@dataclass
-class Recording:
-    """Preprocessed windows of one recording ``[N, C_source, n_times]`` and its source channel names."""
-
-    dataset: str
-    subject: int
-    session: str
-    run: str
-    windows: np.ndarray
-    ch_names: list[str]
-
-
-class Shard:
-    """One cached recording; ``windows`` is a read-only memory map opened on first use in each process."""
-
-    def __init__(self, root: Path, entry: dict):
-        self.root, self.entry = root, entry
-        self.ch_names: list[str] = entry["ch_names"]
-        self._windows: np.ndarray | None = None
-
-    @property
-    def windows(self) -> np.ndarray:
-        if self._windows is None:
-            self._windows = open_shard(self.root, self.entry)
-        return self._windows
-
-    def __len__(self) -> int:
-        return int(self.entry["n_windows"])
-
-    def __getstate__(self) -> dict:
-        # A DataLoader worker started by spawn gets the path, never a copy of the mapped data.
-        return {**self.__dict__, "_windows": None}
-
-
-class WindowDataset(Dataset):
-    """Windows of many recordings, harmonised to ``n_chans`` channels on access: ``[n_chans, n_times]`` float32.
-
-    ``recordings``: :class:`Shard` (memory-mapped cache) or :class:`Recording` (in memory) objects.
-    """
-
-    def __init__(self, recordings: list[Shard | Recording], n_chans: int = N_CHANS, channel_map: str | list[str] = "replicate"):
-        self.recordings = recordings
-        self.index = [
-            replication_index(len(r.ch_names), n_chans) if channel_map == "replicate" else montage_index(r.ch_names, channel_map)
-            for r in recordings
-        ]
-        counts = np.array([len(r) if isinstance(r, Shard) else len(r.windows) for r in recordings], dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(counts)])
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        r = int(np.searchsorted(self.offsets, i, side="right") - 1)
-        # A copy of one window [C, n_times] (the memory map itself is read-only and stays on disk).
-        window = np.array(self.recordings[r].windows[i - self.offsets[r]])
-        return harmonise_channels(window, self.index[r])
-
-    def __getitems__(self, indices: list[int]) -> torch.Tensor:
-        """A whole batch ``[B, n_chans, n_times]`` at once (the DataLoader uses this): one sorted read per
-        recording, cast to float32 by torch (several times faster than numpy for a float16 cache) with the
-        channels replicated."""
-        indices = np.asarray(indices, dtype=np.int64)
-        owner = np.searchsorted(self.offsets, indices, side="right") - 1
-        out = None
-        for r in np.unique(owner):
-            positions = np.nonzero(owner == r)[0]
-            local = indices[positions] - self.offsets[r]
-            order = np.argsort(local, kind="stable")
-            block = harmonise_channels(torch.from_numpy(self.recordings[r].windows[local[order]]), self.index[r])
-            if out is None:
-                out = torch.empty((len(indices), *block.shape[1:]), dtype=torch.float32)
-                if torch.utils.data.get_worker_info() is not None:
-                    out.share_memory_()  # filled in place, then handed to the main process without a copy
-            out[torch.from_numpy(positions[order])] = block
-        return out
-
-
-def collate_windows(batch: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-    """Batches from :meth:`WindowDataset.__getitems__` are already stacked; lists are stacked here."""
-    return batch if isinstance(batch, torch.Tensor) else torch.stack(batch)
 
 
 class MOABBDataModule(L.LightningDataModule):

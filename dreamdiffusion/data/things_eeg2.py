@@ -1,17 +1,8 @@
 """EEG–image pairs of THINGS-EEG2 (Gifford et al., 2022, NeuroImage 264:119754) with a leak-free protocol.
 
-Files (the OSF release; ``root`` holds them)::
-
-    <root>/<eeg_dir>/sub-XX/preprocessed_eeg_training.npy   np.save of {"preprocessed_eeg_data": [16540, 4, C, T],
-    <root>/<eeg_dir>/sub-XX/preprocessed_eeg_test.npy        "ch_names": [C], "times": [T] (s)}; test [200, 80, C, T]
-    <root>/image_metadata.npy      {"train_img_concepts", "train_img_files", "test_img_concepts", "test_img_files"}
-    <root>/training_images/<concept>/<file>    <root>/test_images/<concept>/<file>
-
-The official files hold 17 occipito-parietal channels at 100 Hz (``T = 100``, −0.2…0.79 s); the variant used by
-NICE/ATM holds all 63 channels at 250 Hz (``T = 250``) under the same keys. Every ``.npy`` is a pickle and is read
-by :func:`dreamdiffusion.data.npy_dict.load_npy_dict` (plain data only; the EEG is memory-mapped, never loaded).
-Condition ``i`` of an EEG file is picture ``i`` of the metadata: paths are built from the metadata, never from a
-directory listing.
+The release's files (layout and checks: :mod:`dreamdiffusion.data.things_eeg2_files`) become the items of
+:class:`~dreamdiffusion.data.things_eeg2_dataset.ThingsEEG2Dataset` (fields: that module's docstring);
+:class:`ThingsEEG2DataModule` decides which items make each split.
 
 The protocol (``protocol = "leak-free"``):
 
@@ -20,18 +11,8 @@ The protocol (``protocol = "leak-free"``):
   ``split_seed``; checkpoints are selected on it (or a fixed epoch budget is used), never on the test set;
 * **train** = the other training concepts.
 
-A test concept that also appears among the training concepts (by name, numeric prefix ignored) is an error.
-
-An item (same fields as :mod:`dreamdiffusion.data.imagenet_eeg`, so stages 2 and 3 run unchanged)::
-
-    eeg          float32 [128, n_times]   samples with window_start <= time < window_stop (s; default: post-stimulus),
-                                          channels harmonised to 128 (signal.harmonise_channels), resampled
-    image        float32 [3, S, S] in [-1, 1]       clip_pixels float32 [3, s, s] (the CLIP processor)
-    label        int64   concept id: training concepts 0..K-1 in metadata order, test concepts K..K+199
-    subject      int64   1..10
-    index        int64   (subject * 17_000 + condition) * 81 + repetition (repetition 80: the average); below
-                         2**24 for every trial of the release, so it survives stage 3's float32 tables
-    image_name   str     "<concept>/<file>"
+A test concept that also appears among the training concepts (by name, numeric prefix ignored) is an error,
+raised when the metadata is read.
 
 ``train_repetitions`` / ``test_repetitions``: ``single`` (one item per repetition) or ``average`` (one item per
 picture, the mean over its repetitions; the field's standard for test: the mean of 80).
@@ -48,31 +29,23 @@ copies both into ``metrics.json``.
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from dreamdiffusion.data.images import random_crop, read_image, to_tensor
 from dreamdiffusion.data.loaders import eval_loader, train_loader
-from dreamdiffusion.data.npy_dict import load_npy_dict
+from dreamdiffusion.data.things_eeg2_dataset import AVERAGE, SUBJECT_STRIDE, EEGReader, ThingsEEG2Dataset
+from dreamdiffusion.data.things_eeg2_files import EEGFile, Metadata, eeg_path, load_eeg_file, load_metadata
 from dreamdiffusion.data.things_eeg2_preprocess import read_manifest
 from dreamdiffusion.models.backbones import CLIP_VIT_L14
-from dreamdiffusion.signal import N_CHANS, N_TIMES, harmonise_channels, montage_index, replication_index, resample_window
+from dreamdiffusion.signal import N_CHANS, N_TIMES, montage_index, replication_index
 
 log = logging.getLogger(__name__)
 
-EEG_KEYS = ("preprocessed_eeg_data", "ch_names", "times")
-METADATA_KEYS = ("train_img_concepts", "train_img_files", "test_img_concepts", "test_img_files")
-EEG_FILES = {"training": "preprocessed_eeg_training.npy", "test": "preprocessed_eeg_test.npy"}
-IMAGE_DIRS = {"training": "training_images", "test": "test_images"}
 REPETITION_MODES = ("single", "average")
-AVERAGE = 80  # the repetition number of an averaged item in its index (the release has at most 80 repetitions)
-SUBJECT_STRIDE, CONDITION_STRIDE = 17_000, 81  # conditions per subject (16540 in the release), repetitions + average
 OFFICIAL_WHITENING_NOTE = (
     "EEG from the official preprocessed THINGS-EEG2 files: their whitening (multivariate noise normalisation) used "
     "statistics that include the test EEG; preprocess from the raw files (preprocessing_from_raw, see "
@@ -83,84 +56,6 @@ FROM_RAW_NOTE = (
     "(multivariate noise normalisation) fit on the training partition only, no test-EEG statistics (preprocessing.json)"
 )
 SYNTHETIC_NOTE = "EEG from the synthetic twin of THINGS-EEG2 (synthetic.json in root): no real recording"
-
-
-# ------------------------------------------------------------------------------------------ files
-
-
-@dataclass
-class EEGFile:
-    """One ``preprocessed_eeg_*.npy``: ``data [conditions, repetitions, channels, times]`` (memory-mapped when large)."""
-
-    path: Path
-    data: np.ndarray
-    ch_names: list[str]
-    times: np.ndarray
-
-
-def eeg_path(root: str | os.PathLike, eeg_dir: str, subject: int, part: str) -> Path:
-    """``<root>/<eeg_dir>/sub-XX/preprocessed_eeg_<part>.npy`` (``eeg_dir`` may be absolute)."""
-    return Path(root) / eeg_dir / f"sub-{subject:02d}" / EEG_FILES[part]
-
-
-def load_eeg_file(path: str | os.PathLike) -> EEGFile:
-    """Read and check one EEG file: its keys, a rank-4 array, channel names and times that match it."""
-    path = Path(path)
-    content = load_npy_dict(path, "THINGS-EEG2 EEG file", keys=EEG_KEYS)
-    data, times = content["preprocessed_eeg_data"], np.asarray(content["times"], dtype=np.float64)
-    ch_names = [str(c) for c in content["ch_names"]]
-    if not isinstance(data, np.ndarray) or data.ndim != 4:
-        shape = list(getattr(data, "shape", []))
-        raise ValueError(f"{path}: 'preprocessed_eeg_data' has shape {shape}; expected [conditions, repetitions, channels, times]")
-    if data.shape[2] != len(ch_names) or data.shape[3] != len(times):
-        raise ValueError(
-            f"{path}: 'preprocessed_eeg_data' is {list(data.shape)} but the file names {len(ch_names)} channels and "
-            f"{len(times)} time points; the file is inconsistent: fetch it again"
-        )
-    return EEGFile(path, data, ch_names, times)
-
-
-@dataclass
-class Metadata:
-    """``image_metadata.npy``: concept and file name of every training and test picture, in EEG order."""
-
-    path: Path
-    concepts: dict[str, list[str]]  # "training" / "test" -> concept of picture i
-    files: dict[str, list[str]]
-
-    def image_path(self, root: str | os.PathLike, part: str, i: int) -> Path:
-        return Path(root) / IMAGE_DIRS[part] / self.concepts[part][i] / self.files[part][i]
-
-    def image_name(self, part: str, i: int) -> str:
-        return f"{self.concepts[part][i]}/{self.files[part][i]}"
-
-
-def concept_name(concept: str) -> str:
-    """``00001_aardvark`` -> ``aardvark`` (the numbering differs between the training and the test list)."""
-    head, _, tail = concept.partition("_")
-    return tail if head.isdigit() and tail else concept
-
-
-def load_metadata(path: str | os.PathLike) -> Metadata:
-    """Read and check ``image_metadata.npy``; a test concept among the training concepts is an error."""
-    path = Path(path)
-    content = load_npy_dict(path, "THINGS-EEG2 image metadata", keys=METADATA_KEYS)
-    concepts, files = {}, {}
-    for part, prefix in (("training", "train"), ("test", "test")):
-        concepts[part] = [str(c) for c in content[f"{prefix}_img_concepts"]]
-        files[part] = [str(f) for f in content[f"{prefix}_img_files"]]
-        if len(concepts[part]) != len(files[part]):
-            raise ValueError(
-                f"{path}: {prefix}_img_concepts has {len(concepts[part])} entries but {prefix}_img_files has "
-                f"{len(files[part])}; they must pair up picture by picture"
-            )
-    shared = sorted({concept_name(c) for c in concepts["test"]} & {concept_name(c) for c in concepts["training"]})
-    if shared:
-        raise ValueError(
-            f"{path}: test concept(s) {shared[:5]} also appear among the training concepts; the zero-shot test "
-            "would leak. Use the release's metadata file"
-        )
-    return Metadata(path, concepts, files)
 
 
 def concept_ids(metadata: Metadata) -> tuple[list[str], dict[str, int]]:
@@ -181,11 +76,6 @@ def validation_concepts(training_concepts: list[str], val_concepts: int, split_s
     return {distinct[i] for i in order[:val_concepts]}
 
 
-def trial_index(subject: int, condition: int, repetition: int) -> int:
-    """The item's ``index``: unique per subject, picture and repetition (``AVERAGE`` for the mean)."""
-    return (subject * SUBJECT_STRIDE + condition) * CONDITION_STRIDE + repetition
-
-
 def preprocessing_notes(sources: dict[str, str], synthetic: bool) -> list[str]:
     """The notes ``metrics.json`` carries for the subjects' preprocessing sources (``sub-XX`` -> source)."""
     def subjects(source: str) -> str:
@@ -199,86 +89,6 @@ def preprocessing_notes(sources: dict[str, str], synthetic: bool) -> list[str]:
     if synthetic:
         notes.append(SYNTHETIC_NOTE + ("; its preprocessed files are not whitened" if "synthetic" in sources.values() else ""))
     return notes
-
-
-# --------------------------------------------------------------------------------------- dataset
-
-
-@dataclass
-class EEGReader:
-    """Turns one subject's ``data [conditions, repetitions, C, T]`` into model input ``[128, n_times]``."""
-
-    file: EEGFile
-    samples: np.ndarray  # time points kept (the window)
-    channels: np.ndarray  # source channel of each of the 128 inputs
-    n_times: int
-
-    def window(self, condition: int, repetition: int) -> torch.Tensor:
-        """``[128, n_times]`` float32 of one repetition, or of the mean of all (``repetition == AVERAGE``)."""
-        first, last = int(self.samples[0]), int(self.samples[-1]) + 1
-        if repetition == AVERAGE:
-            x = np.asarray(self.file.data[condition, :, :, first:last], dtype=np.float64).mean(axis=0)
-        else:
-            x = np.asarray(self.file.data[condition, repetition, :, first:last])
-        return resample_window(harmonise_channels(np.ascontiguousarray(x, dtype=np.float32), self.channels), self.n_times)
-
-
-class ThingsEEG2Dataset(Dataset):
-    """Items of one split (module docstring). ``rows``: ``(subject, condition, repetition)`` per item; the EEG is
-    read from the memory-mapped file on access. With ``eeg_only`` an item is the EEG tensor alone (stage 1)."""
-
-    def __init__(
-        self,
-        readers: dict[int, EEGReader],
-        rows: list[tuple[int, int, int]],
-        part: str,
-        metadata: Metadata,
-        root: Path,
-        labels: list[int],
-        image_size: int,
-        clip_processor,
-        augment_p: float = 0.0,
-        crop_fraction: float = 0.8,
-        eeg_only: bool = False,
-    ) -> None:
-        self.readers, self.rows, self.part, self.metadata, self.root = readers, rows, part, metadata, root
-        self.labels = labels  # concept id of each condition of ``part``
-        self.image_size, self.clip_processor = image_size, clip_processor
-        self.augment_p, self.crop_fraction, self.eeg_only = augment_p, crop_fraction, eeg_only
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def trial_info(self, i: int) -> dict:
-        """Item ``i`` without its picture: ``eeg``, ``label``, ``subject``, ``image_name``, ``index``."""
-        subject, condition, repetition = self.rows[i]
-        return {
-            "eeg": self.readers[subject].window(condition, repetition),
-            "label": torch.tensor(self.labels[condition], dtype=torch.long),
-            "subject": torch.tensor(subject, dtype=torch.long),
-            "image_name": self.metadata.image_name(self.part, condition),
-            "index": torch.tensor(trial_index(subject, condition, repetition), dtype=torch.long),
-        }
-
-    def image_path(self, i: int) -> Path:
-        return self.metadata.image_path(self.root, self.part, self.rows[i][1])
-
-    def __getitem__(self, i: int) -> dict | torch.Tensor:
-        if self.eeg_only:
-            subject, condition, repetition = self.rows[i]
-            return self.readers[subject].window(condition, repetition)
-        picture = read_image(self.image_path(i))
-        shown = picture
-        if self.augment_p > 0 and float(torch.rand(())) < self.augment_p:
-            shown = random_crop(picture, self.crop_fraction)
-        return {
-            **self.trial_info(i),
-            "image": to_tensor(shown, self.image_size),
-            "clip_pixels": self.clip_processor(images=picture, return_tensors="pt").pixel_values[0].float(),
-        }
-
-
-# ---------------------------------------------------------------------------------- data module
 
 
 class ThingsEEG2DataModule(L.LightningDataModule):

@@ -1,6 +1,6 @@
 """A synthetic twin of THINGS-EEG2 in the release's file formats, tiny by default, for the tests and ``make demo-things``.
 
-:func:`write_synthetic_things_eeg2` writes (the layout :mod:`dreamdiffusion.data.things_eeg2` reads)::
+:func:`write_synthetic_things_eeg2` writes (the layout :mod:`dreamdiffusion.data.things_eeg2_files` reads)::
 
     <out>/preprocessed_data/sub-XX/preprocessed_eeg_training.npy   np.save of {"preprocessed_eeg_data":
     <out>/preprocessed_data/sub-XX/preprocessed_eeg_test.npy          [conditions, repetitions, C, T] float64,

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamdiffusion.data.things_eeg2 import EEGFile, eeg_path, load_eeg_file, load_metadata, validation_concepts
+from dreamdiffusion.data.things_eeg2 import validation_concepts
+from dreamdiffusion.data.things_eeg2_files import EEGFile, eeg_path, load_eeg_file, load_metadata
 
 
 class _Runs(Mapping):

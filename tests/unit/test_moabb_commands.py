@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-import dreamdiffusion.data.moabb as moabb_module
+import dreamdiffusion.data.moabb_sources as moabb_sources
 
 FAKE = {"n_subjects": 2, "n_sessions": 1, "n_runs": 1, "sfreq": 250, "duration": 5, "seed": 0, "channels": ["C3", "Cz", "C4"]}
 
@@ -92,7 +92,7 @@ def test_moabb_download_reports_failures_and_exits_1(cli, capsys, monkeypatch, t
         def download(self, subject_list, **kwargs):
             raise RuntimeError("You must accept licence term to download this dataset")
 
-    monkeypatch.setattr(moabb_module, "make_dataset", lambda name, kwargs=None: Broken())
+    monkeypatch.setattr(moabb_sources, "make_dataset", lambda name, kwargs=None: Broken())
     assert cli("data", "moabb-download", "--datasets", "Stieger2021") == 1
     err = capsys.readouterr().err
     assert f"FAILED Stieger2021 subject 1 (cache {tmp_path / 'mne'})" in err and "--accept-licences" in err

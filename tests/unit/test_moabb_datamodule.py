@@ -9,8 +9,10 @@ import pytest
 import torch
 
 import dreamdiffusion.data.moabb as moabb_module
+import dreamdiffusion.data.moabb_sources as moabb_sources
 from dreamdiffusion.data.cache import CacheError
-from dreamdiffusion.data.moabb import MOABBDataModule, SubjectLoadError, download
+from dreamdiffusion.data.moabb import MOABBDataModule
+from dreamdiffusion.data.moabb_sources import SubjectLoadError, download
 from dreamdiffusion.stages.pretrain import MSMPretrainModule
 
 NAMES = mne.channels.make_standard_montage("standard_1005").ch_names
@@ -244,7 +246,7 @@ def test_download_failures_name_dataset_subject_and_cache_and_the_rest_goes_on(t
             if subject_list == [2]:
                 raise OSError("HTTP 503")
 
-    monkeypatch.setattr(moabb_module, "make_dataset", lambda name, kwargs=None: Flaky())
+    monkeypatch.setattr(moabb_sources, "make_dataset", lambda name, kwargs=None: Flaky())
     failures = download(["A", "B"])
     assert [(f["dataset"], f["subject"]) for f in failures] == [("A", 2), ("B", 2)]
     assert failures[0]["cache"] == str(tmp_path / "mne") and "HTTP 503" in failures[0]["error"]

@@ -7,7 +7,8 @@ import pytest
 from _pytest.capture import CaptureIO
 
 from dreamdiffusion import progress
-from dreamdiffusion.data.moabb import MOABBDataModule, download
+from dreamdiffusion.data.moabb import MOABBDataModule
+from dreamdiffusion.data.moabb_sources import download
 from dreamdiffusion.data.synthetic import write_synthetic_imagenet_eeg
 from dreamdiffusion.data.things_eeg2_synthetic import ThingsSyntheticConfig, write_synthetic_things_eeg2
 

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from dreamdiffusion.data.npy_dict import NotPlainNpyError, load_npy_dict
-from dreamdiffusion.data.things_eeg2 import AVERAGE, ThingsEEG2DataModule, load_metadata, trial_index
+from dreamdiffusion.data.things_eeg2 import ThingsEEG2DataModule
+from dreamdiffusion.data.things_eeg2_dataset import AVERAGE, trial_index
+from dreamdiffusion.data.things_eeg2_files import load_metadata
 from dreamdiffusion.data.things_eeg2_synthetic import ThingsSyntheticConfig, write_synthetic_things_eeg2
 from dreamdiffusion.models.backbones import build_tiny_clip
 from dreamdiffusion.signal import replication_index, resample_window

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from dreamdiffusion.data.moabb import MOABBDataModule
-from dreamdiffusion.data.things_eeg2 import load_metadata, validation_concepts
+from dreamdiffusion.data.things_eeg2 import validation_concepts
+from dreamdiffusion.data.things_eeg2_files import load_metadata
 from dreamdiffusion.data.things_eeg2_synthetic import ThingsSyntheticConfig, write_synthetic_things_eeg2
 from dreamdiffusion.data.things_eeg2_trials import ThingsEEG2Trials
 
