@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from dreamdiffusion.models.condition import ConditionConfig, EEGConditionModel
 from dreamdiffusion.models.mae import preset
-from dreamdiffusion.stages.finetune import cross_attention_parameter_names
+from dreamdiffusion.stages.finetune_trainable import cross_attention_parameter_names
 
 # runwayml / stable-diffusion-v1-5 unet/config.json and vae/config.json (the values that shape the nets)
 SD15_UNET = dict(

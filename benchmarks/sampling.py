@@ -31,12 +31,11 @@ from dreamdiffusion.models.eval_models import (
     ClassifierConfig,
     InceptionConfig,
     LPIPSConfig,
-    build_tiny_eval_networks,
     load_classifier,
     load_inception,
     load_lpips_net,
-    write_random_inception_v3,
 )
+from dreamdiffusion.models.tiny_eval_networks import build_tiny_eval_networks, write_random_inception_v3
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, build_tiny_pipeline
 
 

@@ -4,7 +4,7 @@
   Stable Diffusion folder in diffusers layout), ``DIR/clip`` (a CLIP image tower with its processor; with
   ``--clip-warmup-classes K`` warmed up on synthetic pictures, see :mod:`dreamdiffusion.models.tiny_clip_warmup`) and
   ``DIR/eval`` (stage-3 evaluation networks: classifier, Inception stand-in, LPIPS AlexNet; see
-  :mod:`dreamdiffusion.models.eval_models`), built from the same classes as the real models, seeded.
+  :mod:`dreamdiffusion.models.tiny_eval_networks`), built from the same classes as the real models, seeded.
 * ``dreamdiffusion weights demo --out DIR [--seed 0] [--classes 10]``: the embedded default's models, trained on
   synthetic pictures of their own (never a picture of the synthetic dataset): ``DIR/sd`` a base model that draws
   the classes (stage 0, :mod:`dreamdiffusion.stages.base_model`), ``DIR/clip`` the warmed-up tiny CLIP and
@@ -33,8 +33,8 @@ from dreamdiffusion import progress
 from dreamdiffusion.atomic import atomic_dir
 from dreamdiffusion.commands import import_authors
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, build_tiny_clip, build_tiny_sd
-from dreamdiffusion.models.eval_models import build_tiny_eval_networks
 from dreamdiffusion.models.tiny_clip_warmup import ClipWarmup
+from dreamdiffusion.models.tiny_eval_networks import build_tiny_eval_networks
 
 # What stage 2 and 3 read from each hub repository; weights in safetensors only.
 FETCH = {
@@ -130,7 +130,7 @@ def _download(fetcher, folder: str, what: str) -> dict | None:
 
 
 def fetch_eval(args: argparse.Namespace) -> int:
-    from dreamdiffusion.models.eval_models import fetch_eval_weights
+    from dreamdiffusion.models.eval_weights import fetch_eval_weights
 
     paths = _download(fetch_eval_weights, args.out, "evaluation weights")
     if paths is None:

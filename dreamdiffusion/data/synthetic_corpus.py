@@ -6,18 +6,18 @@ subjects' continuous recordings, read through the very same MOABB path (``MOABBD
 class path in ``data.init_args.datasets``, preprocesses, windows and caches it like any MOABB dataset).
 
 What a recording holds (``sfreq`` Hz, 250 by default; 128 electrodes; every building block is a function of
-:mod:`dreamdiffusion.data.synthetic`, so the two cannot drift apart):
+:mod:`dreamdiffusion.data.synthetic_eeg`, so the two cannot drift apart):
 
-* spatially correlated 1/f background noise (:func:`~dreamdiffusion.data.synthetic.background_noise`),
+* spatially correlated 1/f background noise (:func:`~dreamdiffusion.data.synthetic_eeg.background_noise`),
   unit SD per channel;
 * visual onsets at random times (gaps uniform in ``onset_gap_seconds``), as in an unlabelled viewing
   experiment whose pictures never repeat. Each onset elicits the class-independent visual evoked
-  response over the occipital pole (:func:`~dreamdiffusion.data.synthetic.visual_evoked_response`,
+  response over the occipital pole (:func:`~dreamdiffusion.data.synthetic_eeg.visual_evoked_response`,
   amplitude ``1.5 × snr`` times a log-normal factor) and ``components`` evoked Gabor transients, each
-  with a FRESH dipole-like scalp map (:func:`~dreamdiffusion.data.synthetic.spatial_map`) and FRESH
-  latency / frequency / width / phase (:func:`~dreamdiffusion.data.synthetic.gabor_parameters`),
+  with a FRESH dipole-like scalp map (:func:`~dreamdiffusion.data.synthetic_eeg.spatial_map`) and FRESH
+  latency / frequency / width / phase (:func:`~dreamdiffusion.data.synthetic_eeg.gabor_parameters`),
   amplitude ``snr`` times a log-normal factor;
-* per-subject electrode gains (:func:`~dreamdiffusion.data.synthetic.subject_gains`) on the evoked
+* per-subject electrode gains (:func:`~dreamdiffusion.data.synthetic_eeg.subject_gains`) on the evoked
   signal, as in the paired set.
 
 The band-pass (5–95 Hz) and the standardisation are those of the MOABB path
@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from dreamdiffusion.data.synthetic import (
+from dreamdiffusion.data.synthetic_eeg import (
     N_CHANS,
     background_noise,
     electrode_positions,

@@ -14,7 +14,7 @@
 Channels: the official 17 occipito-parietal ones (``channels=17``) or 63 of the 10-10 system (``channels=63``);
 epochs of −0.2…0.79 s at ``sfreq`` (100 Hz: 100 samples, as the official files; 250 Hz: 250, as NICE/ATM's).
 
-Pictures: :func:`dreamdiffusion.data.synthetic.synth_image` — concept ``k`` (training concepts first, then test
+Pictures: :func:`dreamdiffusion.data.synthetic_pictures.synth_image` — concept ``k`` (training concepts first, then test
 concepts) is drawn as shape ``k mod 10`` in its own hue.
 
 EEG: every picture has an evoked response ``concept pattern + picture pattern`` of peak ``signal_to_noise``
@@ -36,7 +36,8 @@ import numpy as np
 
 from dreamdiffusion import progress
 from dreamdiffusion.atomic import atomic_dir
-from dreamdiffusion.data.synthetic import SHAPES, SyntheticConfig, synth_image
+from dreamdiffusion.data.synthetic import SyntheticConfig
+from dreamdiffusion.data.synthetic_pictures import SHAPES, synth_image
 from dreamdiffusion.data.things_eeg2_synthetic_raw import raw_patterns, write_raw_recordings
 
 CHANNELS_17 = ("Pz", "P3", "P7", "O1", "Oz", "O2", "P4", "P8", "P1", "P5", "PO7", "PO3", "POz", "PO4", "PO8", "P6", "P2")
@@ -92,7 +93,7 @@ def evoked(rng: np.random.Generator, n_chans: int, times: np.ndarray) -> np.ndar
 
 
 def hue(label: int, classes: int) -> float:
-    """The hue in [0, 1) that :func:`~dreamdiffusion.data.synthetic.synth_image` gives concept ``label``."""
+    """The hue in [0, 1) that :func:`~dreamdiffusion.data.synthetic_pictures.synth_image` gives concept ``label``."""
     return (label * 0.618034) % 1.0 if classes > len(SHAPES) else label / max(classes, 1)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamdiffusion.data.synthetic import SHAPES
+from dreamdiffusion.data.synthetic_pictures import SHAPES
 
 RAW_SFREQ = 1000.0
 SOA = 200  # samples between onsets (0.2 s)

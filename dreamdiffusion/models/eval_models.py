@@ -1,8 +1,10 @@
 """The networks stage 3 measures with: the ImageNet classifier, Inception-v3 (FID/IS) and LPIPS's AlexNet.
 
-Each comes from a **local weights file** when one is configured (clusters without internet) or from the
-library's own download otherwise, always read as plain tensors (``.safetensors``, or a PyTorch file through
-``torch.load(weights_only=True)``) and loaded with ``strict=True``.
+This module builds each network from its config (:class:`ClassifierConfig`, :class:`InceptionConfig`,
+:class:`LPIPSConfig`). Each comes from a **local weights file** when one is configured (clusters without
+internet) or from the library's own download otherwise, always read as plain tensors (``.safetensors``, or a
+PyTorch file through ``torch.load(weights_only=True)``) and loaded with ``strict=True``: reading, downloading
+and fetching ahead of time are :mod:`dreamdiffusion.models.eval_weights`'s job.
 
 =================  ===========================================  ==================================================
 network            default source                               offline: put this file at ``weights_path``
@@ -16,13 +18,15 @@ LPIPS AlexNet      torchvision ``AlexNet_Weights.IMAGENET1K_V1``  ``alexnet-owt-
                    + LPIPS linear heads shipped in torchmetrics
 =================  ===========================================  ==================================================
 
-Tiny versions for tests and the demo (:func:`build_tiny_eval_networks`) are the same classifier builder
-(torchvision) and AlexNet with random weights, and :class:`TinyInception`; they are saved to files and loaded
-back through the same functions a cluster uses.
+Tiny versions for tests and the demo (:func:`~dreamdiffusion.models.tiny_eval_networks.build_tiny_eval_networks`)
+are the same classifier builder (torchvision) and AlexNet with random weights, and
+:class:`~dreamdiffusion.models.tiny_eval_networks.TinyInception`; they are saved to files and loaded back
+through the same functions a cluster uses.
 
 Provenance: every weights file this project writes carries safetensors metadata ``"provenance"`` (``"random"``
 for random networks, a description for trained ones). Each loader sets ``provenance`` on the network it
-returns (:func:`weights_provenance`), so stage 3 can label a figure that comes from a random network.
+returns (:func:`~dreamdiffusion.models.eval_weights.weights_provenance`), so stage 3 can label a figure that
+comes from a random network.
 """
 
 from __future__ import annotations
@@ -36,73 +40,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dreamdiffusion import progress
-from dreamdiffusion.models import strict_load
-from dreamdiffusion.models.provenance import PROVENANCE_KEY, RANDOM, read_provenance
+from dreamdiffusion.models.eval_weights import INCEPTION_URL, download_state_dict, load_strict, read_state_dict, weights_provenance
+from dreamdiffusion.models.tiny_eval_networks import TinyInception
 
-INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def read_state_dict(path: str | os.PathLike, what: str) -> dict[str, Tensor]:
-    """Tensors of a ``.safetensors`` file or a PyTorch state-dict file (``weights_only=True``: no code runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} weights file {path} does not exist; fix the path in the eval config")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as e:  # noqa: BLE001 - SafetensorError does not name the file
-            raise ValueError(
-                f"{what} weights file {path} is not a readable .safetensors file ({type(e).__name__}: {e}); "
-                "it is truncated or damaged: fetch it again (`dreamdiffusion weights fetch-eval`)"
-            ) from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - the message names the file and the formats accepted
-        raise ValueError(
-            f"{what} weights file {path} could not be read as a state dict of tensors ({type(e).__name__}: {e}); "
-            "give a .safetensors file or a PyTorch file holding only tensors"
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{what} weights file {path} does not hold a flat state dict of tensors")
-    return state
-
-
-PUBLISHED = "published"
-
-
-def weights_provenance(path: str | os.PathLike | None) -> str:
-    """Where a network's weights come from: ``None`` (the library's download) or a PyTorch file (the format the
-    published weights come in; this project writes safetensors only) → ``"published"``; a ``.safetensors``
-    file → its ``"provenance"`` metadata (``"random"`` for the tiny random networks), ``"unlabelled"`` without."""
-    if path is None or Path(path).suffix != ".safetensors":
-        return PUBLISHED
-    return read_provenance(path) or "unlabelled"
-
-
-def download_state_dict(url: str, what: str) -> dict[str, Tensor]:
-    """A published state dict through torch.hub's cache (``$TORCH_HOME/hub/checkpoints/<file name>``),
-    hash-checked on download and read with ``weights_only=True``."""
-    try:
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - offline clusters land here; say what to do
-        name = url.rsplit("/", 1)[-1]
-        hub = Path(torch.hub.get_dir()) / "checkpoints"
-        raise RuntimeError(
-            f"could not get the {what} weights from {url} ({type(e).__name__}: {e}). Without internet, download "
-            f"{name} elsewhere and either put it at {hub / name} or set its weights_path in the eval config"
-        ) from None
-
-
-def load_strict(module: nn.Module, state: dict[str, Tensor], source: str) -> nn.Module:
-    """Strict load; the error points at the architecture and builder_kwargs of the eval config."""
-    return strict_load.load_strict(module, state, source, "check the architecture and builder_kwargs in the eval config")
 
 
 # ----------------------------------------------------------------------------------------------- classifier
@@ -211,29 +153,6 @@ class InceptionConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class TinyInception(nn.Module):
-    """A small stand-in with Inception's interface: uint8 ``[N, 3, H, W]`` → pool features ``[N, num_features]``
-    (``output="pool"``) or logits ``[N, n_classes]`` (``output="logits"``). For tests and the demo only."""
-
-    def __init__(self, num_features: int = 64, n_classes: int = 100, output: str = "pool") -> None:
-        super().__init__()
-        if output not in ("pool", "logits"):
-            raise ValueError(f"output must be 'pool' or 'logits', got {output!r}")
-        self.num_features, self.n_classes, self.output = num_features, n_classes, output
-        self.body = nn.Sequential(
-            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, num_features, 3, stride=2, padding=1),
-            nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
-        self.fc = nn.Linear(num_features, n_classes)
-
-    def forward(self, images: Tensor) -> Tensor:
-        if images.dtype != torch.uint8:
-            raise TypeError(f"Inception networks take uint8 images, got {images.dtype}")
-        x = nn.functional.interpolate(images.float() / 255, size=(32, 32), mode="bilinear", antialias=True)
-        pool = self.body(x)
-        return pool if self.output == "pool" else self.fc(pool)
 
 
 class InceptionOutput(nn.Module):
@@ -363,87 +282,3 @@ def load_lpips_net(config: LPIPSConfig) -> nn.Module:
             layer.load_state_dict(alexnet_features[int(name)].state_dict(), strict=True)
     net.provenance = weights_provenance(config.weights_path)
     return net.eval().requires_grad_(False)
-
-
-# ---------------------------------------------------------------------------------------------- tiny builders
-def build_tiny_eval_networks(folder: str | os.PathLike, seed: int = 0, n_classes: int = 100) -> dict[str, str]:
-    """Write random evaluation networks (safetensors metadata ``provenance: random``) to ``folder`` and return
-    their paths by config key:
-
-    * ``classifier.safetensors``: torchvision ``squeezenet1_1`` with ``n_classes`` classes (64 px input);
-    * ``inception.safetensors`` + ``inception.json``: :class:`TinyInception` (64 pool features);
-    * ``alexnet.safetensors``: torchvision AlexNet convolutional features.
-
-    Each file carries the safetensors metadata ``{"provenance": "random"}``: figures measured with them mean nothing.
-    """
-    import torchvision
-    from safetensors.torch import save_file
-
-    from dreamdiffusion.atomic import atomic_path, write_text
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-
-    def save(module: nn.Module, name: str, prefix: str = "") -> str:
-        state = {prefix + k: v.detach().contiguous() for k, v in module.state_dict().items()}
-        with atomic_path(folder / name) as tmp:
-            save_file(state, str(tmp), metadata={PROVENANCE_KEY: RANDOM})
-        return str(folder / name)
-
-    paths = {"classifier": save(torchvision.models.squeezenet1_1(weights=None, num_classes=n_classes), "classifier.safetensors")}
-    inception = TinyInception(num_features=64, n_classes=n_classes)
-    write_text(folder / "inception.json", json.dumps({"num_features": 64, "n_classes": n_classes}) + "\n")
-    paths["inception"] = save(inception, "inception.safetensors")
-    paths["lpips"] = save(torchvision.models.alexnet(weights=None).features, "alexnet.safetensors", prefix="features.")
-    return paths
-
-
-def write_random_inception_v3(path: str | os.PathLike, seed: int = 0) -> Path:
-    """Save torch-fidelity's FID Inception-v3 (the real architecture, 23.9M parameters) with **random** weights
-    to ``path`` (safetensors, metadata ``{"provenance": "random"}``): for tests and benchmarks of the
-    ``inception_v3_fidelity`` loading path without the published file. Its figures mean nothing."""
-    from unittest import mock
-
-    from safetensors.torch import save_file
-    from torch_fidelity import feature_extractor_inceptionv3 as fidelity
-
-    from dreamdiffusion.atomic import atomic_path
-
-    class RandomInception(fidelity.FeatureExtractorInceptionV3):
-        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random initialisation
-            return None
-
-    torch.manual_seed(seed)
-    with mock.patch.object(fidelity, "load_state_dict_from_url", lambda *args, **kwargs: {}):
-        net = RandomInception("inception-v3-compat", ["2048"])
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata={PROVENANCE_KEY: RANDOM})
-    return path
-
-
-# The published evaluation weights, by the eval config key that takes their local path.
-EVAL_WEIGHTS = {
-    "classifier": "https://download.pytorch.org/models/vit_h_14_swag-80465313.pth",
-    "inception": INCEPTION_URL,
-    "lpips": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-}
-
-
-def fetch_eval_weights(folder: str | os.PathLike) -> dict[str, Path]:
-    """Download the default evaluation networks' files into ``folder`` (on a machine with internet), each
-    checked against the SHA-256 prefix in its file name; returns their paths by config key."""
-    import re
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for key, url in EVAL_WEIGHTS.items():
-        name = url.rsplit("/", 1)[-1]
-        target = folder / name
-        if not target.is_file():
-            prefix = re.search(r"-([a-f0-9]{6,})\.", name).group(1)
-            torch.hub.download_url_to_file(url, str(target), hash_prefix=prefix, progress=progress.enabled())
-        paths[key] = target
-    return paths

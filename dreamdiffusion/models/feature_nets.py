@@ -32,14 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from dreamdiffusion import progress
-from dreamdiffusion.models.eval_models import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    download_state_dict,
-    load_strict,
-    read_state_dict,
-    weights_provenance,
-)
+from dreamdiffusion.models.eval_models import IMAGENET_MEAN, IMAGENET_STD
+from dreamdiffusion.models.eval_weights import download_state_dict, load_strict, read_state_dict, weights_provenance
 
 SWAV_URL = "https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar"
 

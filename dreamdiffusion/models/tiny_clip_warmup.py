@@ -9,7 +9,7 @@ and EEG→CLIP retrieval only mean something against such an embedding.
 :func:`warm_up_tiny_clip` is the tiny stand-in for that pre-training, CLIP's own objective at toy scale:
 a one-sided InfoNCE (image → captions) between image embeddings and one learned "caption" embedding
 per class (the class name's text embedding, which a tiny model has no tokenizer for), on a **separate
-corpus of synthetic pictures** drawn by :func:`dreamdiffusion.data.synthetic.synth_image` from a random
+corpus of synthetic pictures** drawn by :func:`dreamdiffusion.data.synthetic_pictures.synth_image` from a random
 stream of its own. None of the pictures of a synthetic ImageNet-EEG dataset (train, val or test) is
 ever seen: like the real CLIP, the tower knows what the classes look like from other pictures.
 """
@@ -47,7 +47,8 @@ class ClipWarmup:
 
 def warmup_corpus(warmup: ClipWarmup) -> tuple[list, torch.Tensor]:
     """``(pictures, labels [N])``: ``pictures_per_class`` PIL pictures of each class, class-major."""
-    from dreamdiffusion.data.synthetic import SyntheticConfig, synth_image
+    from dreamdiffusion.data.synthetic import SyntheticConfig
+    from dreamdiffusion.data.synthetic_pictures import synth_image
 
     if warmup.classes < 2:
         raise ValueError(f"clip warm-up classes={warmup.classes}: a contrastive warm-up needs at least 2 classes")

@@ -7,73 +7,38 @@
     L_SD   = ‖ε − ε_θ(z_t, t, τθ(y))‖²        z_0 = VAE latent sample × scaling_factor, t ~ U[0, T)    (Eq. 2)
     L_clip = 1 − cos(h(y), E_I(image))        E_I = CLIP image_embeds (projected, not normalised)       (Eq. 3)
 
-Trainable sets (everything else is frozen, kept in eval mode and run under ``no_grad`` where no
-gradient has to flow through it):
+Trainable sets (:mod:`dreamdiffusion.stages.finetune_trainable`; everything else is frozen, kept in eval mode
+and run under ``no_grad`` where no gradient has to flow through it):
 
 * ``train_encoder`` (E): the stage-1 EEG encoder.
 * ``train_cross_attention`` (A): every UNet ``BasicTransformerBlock``'s ``attn2`` (cross-attention) and
   the ``norm2`` LayerNorm right before it, selected by module type and path.
-* The condition mappers (``token_mapper``, ``dim_mapper``, and ``time_mapper`` with ``time_condition``)
-  train whenever L_SD is on, in E, A and E+A alike: they are freshly initialised, so with "A only" a
-  frozen mapper would feed the UNet a random projection. The CLIP head h (``clip_token``,
-  ``clip_proj``) trains whenever L_clip is on; the learned null condition trains with
-  ``condition_dropout`` > 0. A parameter that no loss reaches is frozen, so "trainable" means "gets a
-  gradient".
+* The condition mappers train whenever L_SD is on (in E, A and E+A alike), the CLIP head h whenever L_clip is
+  on, the learned null condition with ``condition_dropout`` > 0: "trainable" means "gets a gradient".
 
 At the end of fit the stage folder (``trainer.default_root_dir``) receives ``pipeline/`` — the
 :class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline` built from the weights of the best checkpoint by
 the ``ModelCheckpoint`` monitor when there is one, else from the last weights — and ``export.json``
-saying which.
+saying which; checkpoints leave out the frozen towers (:mod:`dreamdiffusion.stages.finetune_export`).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
-from torch import Tensor, nn
+from torch import Tensor
 
-from dreamdiffusion.atomic import write_text
 from dreamdiffusion.generation import DEFAULT_SAMPLER
 from dreamdiffusion.metrics import RetrievalTop1, image_ids
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, clip_projection_dim, load_clip, load_sd
 from dreamdiffusion.models.condition import Condition, EEGConditionModel
 from dreamdiffusion.models.mae import preset as encoder_preset_config
+from dreamdiffusion.stages import finetune_export
 from dreamdiffusion.stages.adamw import build_adamw, clip_gradients
-
-FROZEN_TOWERS = ("vae.", "clip.")
-MAPPERS = ("token_mapper.", "dim_mapper.", "time_mapper.")
-CLIP_HEAD = ("clip_token.", "clip_proj.")
-
-
-def cross_attention_module_names(unet: nn.Module) -> list[str]:
-    """Paths of every cross-attention (``attn2``) and the LayerNorm before it (``norm2``) in ``unet``.
-
-    Selected by module type — a diffusers ``BasicTransformerBlock`` that has a cross-attention — never by
-    a bare substring: ``'norm2' in name`` would also catch every ResNet block's GroupNorm.
-    """
-    from diffusers.models.attention import BasicTransformerBlock
-
-    names = []
-    for path, module in unet.named_modules():
-        if isinstance(module, BasicTransformerBlock) and getattr(module, "attn2", None) is not None:
-            names += [f"{path}.attn2", f"{path}.norm2"]
-    if not names:
-        raise ValueError(
-            f"{type(unet).__name__} has no cross-attention (BasicTransformerBlock.attn2): it cannot be "
-            "conditioned on EEG; use a Stable Diffusion UNet with cross_attention_dim set"
-        )
-    return names
-
-
-def cross_attention_parameter_names(unet: nn.Module) -> list[str]:
-    """Names (as in ``unet.named_parameters()``) of the A set: ``attn2`` and its preceding ``norm2``."""
-    prefixes = tuple(f"{m}." for m in cross_attention_module_names(unet))
-    return [n for n, _ in unet.named_parameters() if n.startswith(prefixes)]
+from dreamdiffusion.stages.finetune_trainable import check_trainable_settings, cross_attention_module_names, select_trainable
 
 
 def clip_loss(predicted: Tensor, target: Tensor) -> Tensor:
@@ -162,9 +127,7 @@ class EEGSDFinetuneModule(L.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self._check_arguments(
-            sd_loss_weight, clip_loss_weight, condition_dropout, train_encoder, train_cross_attention
-        )
+        check_trainable_settings(sd_loss_weight, clip_loss_weight, condition_dropout, train_encoder, train_cross_attention)
         for key, value in (("lr", lr), ("encoder_lr", encoder_lr)):
             if value is not None and not value > 0:
                 raise ValueError(f"model.{key}={value} must be > 0" + (" (or null: the rate of model.lr)" if key == "encoder_lr" else ""))
@@ -207,7 +170,9 @@ class EEGSDFinetuneModule(L.LightningModule):
             time_mapper_input="tokens" if time_condition in (True, False) else time_condition,
             encoder_cls_token=encoder_cls_token,
         )
-        self.trainable_names = self._select_trainable()
+        self.trainable_names = select_trainable(
+            self, train_encoder, train_cross_attention, sd_loss_weight, clip_loss_weight, condition_dropout
+        )
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             self.condition_model.encoder.gradient_checkpointing = True
@@ -215,44 +180,6 @@ class EEGSDFinetuneModule(L.LightningModule):
         self._val_grid_batch: dict | None = None
 
     # ----------------------------------------------------------------------------------------- set-up
-    @staticmethod
-    def _check_arguments(sd_w, clip_w, dropout, train_encoder, train_cross_attention) -> None:
-        if sd_w < 0 or clip_w < 0 or sd_w + clip_w == 0:
-            raise ValueError(
-                f"model.sd_loss_weight={sd_w} and model.clip_loss_weight={clip_w}: both must be >= 0 and "
-                "at least one > 0"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"model.condition_dropout={dropout} must lie in [0, 1)")
-        if not (train_encoder or train_cross_attention):
-            raise ValueError(
-                "model.train_encoder and model.train_cross_attention are both false: nothing would learn "
-                "but the mappers; set at least one (the paper's rows are E+A, E only, A only)"
-            )
-        if train_cross_attention and sd_w == 0:
-            raise ValueError(
-                "model.train_cross_attention=true with model.sd_loss_weight=0: the cross-attention gets no "
-                "gradient without L_SD. For the 'CLIP only' row set train_cross_attention: false"
-            )
-
-    def _select_trainable(self) -> list[str]:
-        """Freeze everything, then unfreeze the configured sets; returns the trainable names (sorted)."""
-        hp = self.hparams
-        self.requires_grad_(False)
-        use_sd, use_clip = hp.sd_loss_weight > 0, hp.clip_loss_weight > 0
-        for name, p in self.condition_model.named_parameters():
-            p.requires_grad_(
-                (hp.train_encoder and name.startswith("encoder."))
-                or (use_sd and name.startswith(MAPPERS))
-                or (use_clip and name.startswith(CLIP_HEAD))
-                or (use_sd and hp.condition_dropout > 0 and name == "null_condition")
-            )
-        if hp.train_cross_attention:
-            selected = set(cross_attention_parameter_names(self.unet))
-            for name, p in self.unet.named_parameters():
-                p.requires_grad_(name in selected)
-        return sorted(n for n, p in self.named_parameters() if p.requires_grad)
-
     def train(self, mode: bool = True) -> EEGSDFinetuneModule:
         """Lightning switches the whole module to train mode every epoch; frozen parts stay in eval."""
         super().train(mode)
@@ -418,28 +345,13 @@ class EEGSDFinetuneModule(L.LightningModule):
         return make_grid(pairs.cpu(), nrow=2, padding=2)
 
     # ------------------------------------------------------------------ checkpoints and the export
-    def _is_frozen_tower_key(self, key: str) -> bool:
-        """State-dict keys restored from ``sd_model``/``clip_model`` rather than stored in checkpoints."""
-        if key.startswith(FROZEN_TOWERS):
-            return True
-        return key.startswith("unet.") and key not in self._trainable_set
-
-    @property
-    def _trainable_set(self) -> set[str]:
-        return set(self.trainable_names)
-
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Leave out the frozen UNet/VAE/CLIP weights: they come back from ``sd_model``/``clip_model``."""
-        state = checkpoint["state_dict"]
-        for key in [k for k in state if self._is_frozen_tower_key(k)]:
-            del state[key]
+        finetune_export.drop_frozen_weights(checkpoint["state_dict"], set(self.trainable_names))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Put the frozen weights (already loaded from their sources) back, so loading stays strict."""
-        state = checkpoint["state_dict"]
-        for key, value in self.state_dict().items():
-            if key not in state and self._is_frozen_tower_key(key):
-                state[key] = value
+        finetune_export.restore_frozen_weights(checkpoint["state_dict"], self.state_dict(), set(self.trainable_names))
 
     def load_trainable_from_checkpoint(self, path: str | Path) -> None:
         """Load a Lightning checkpoint of this module (e.g. the best one) into it, strictly."""
@@ -455,42 +367,12 @@ class EEGSDFinetuneModule(L.LightningModule):
         return Path(self.trainer.default_root_dir)
 
     def on_fit_end(self) -> None:
-        if not self.trainer.is_global_zero:
-            return
-        callback = self.trainer.checkpoint_callback
-        best = getattr(callback, "best_model_path", "") if callback is not None and callback.monitor else ""
-        info = {"weights": "last", "checkpoint": None, "monitor": None, "score": None}
-        if best:
-            self.load_trainable_from_checkpoint(best)
-            score = callback.best_model_score
-            info = {
-                "weights": "best", "checkpoint": str(best), "monitor": callback.monitor,
-                "score": float(score) if score is not None else None,
-            }
-        info["fit_end_global_step"] = int(self.global_step)
-        metrics = {info["monitor"]: info["score"]} if info["score"] is not None else None
-        # The old description goes first: a run killed between the two writes leaves a pipeline without an
-        # export.json, never one that describes other weights.
-        (self.export_dir / "export.json").unlink(missing_ok=True)
-        pipeline = Path(self.export_pipeline(self.export_dir / "pipeline", metrics=metrics))
-        info["checksums"] = json.loads((pipeline / "checksums.json").read_text())["sha256"]
-        write_text(self.export_dir / "export.json", json.dumps(info, indent=2) + "\n")
-        rank_zero_info(f"stage 2: wrote {self.export_dir / 'pipeline'} from the {info['weights']} weights")
+        """Rank 0 writes ``pipeline/`` and ``export.json`` (:func:`~dreamdiffusion.stages.finetune_export.export_at_fit_end`)."""
+        if self.trainer.is_global_zero:
+            finetune_export.export_at_fit_end(self)
 
     def export_pipeline(self, folder: str | Path, metrics: dict[str, float] | None = None) -> Path:
         """Write the :class:`~dreamdiffusion.pipeline.DreamDiffusionPipeline` folder (atomically) with DPM-Solver++
-        on the training noise schedule as its sampler (the default sampler,
-        :func:`~dreamdiffusion.generation.default_scheduler`) and a model card (base model, data, ``metrics`` of
-        the run)."""
-        from dreamdiffusion.generation import default_scheduler
-        from dreamdiffusion.pipeline import DreamDiffusionPipeline
-
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
-        data = None
-        if datamodule is not None:
-            eeg_path = getattr(datamodule.hparams, "eeg_path", None)
-            data = type(datamodule).__name__ + (f" ({eeg_path})" if eeg_path else "")
-        sampler = default_scheduler(self.noise_scheduler.config)
-        return DreamDiffusionPipeline(self.unet, self.vae, sampler, self.condition_model).save_pretrained(
-            folder, base_model=self.hparams.sd_model, data=data, metrics=metrics,
-        )
+        on the training noise schedule as its sampler and a model card
+        (:func:`~dreamdiffusion.stages.finetune_export.export_pipeline`)."""
+        return finetune_export.export_pipeline(self, folder, metrics)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dreamdiffusion.data import synthetic
+from dreamdiffusion.data import synthetic_pictures
 from dreamdiffusion.data.synthetic import SyntheticConfig, dataset_pictures, own_pictures, write_synthetic_imagenet_eeg
 from dreamdiffusion.models.demo_weights import DemoChecks, write_demo_weights
 from dreamdiffusion.models.picture_classifier import CLASSIFIER_TRAIN_STREAM, HELD_OUT_STREAM, PictureClassifierConfig
@@ -55,14 +55,14 @@ def test_the_demo_models_own_pictures_are_never_the_datasets():
 def test_no_dataset_picture_is_drawn_while_writing_the_demo_weights(tmp_path, monkeypatch):
     """Every picture synth_image draws during `weights demo` (stage 0, classifier, CLIP, checks) is recorded."""
     drawn = []
-    original = synthetic.synth_image
+    original = synthetic_pictures.synth_image
 
     def recording(*args, **kwargs):
         picture = original(*args, **kwargs)
         drawn.append(pixel_hash(picture))
         return picture
 
-    monkeypatch.setattr(synthetic, "synth_image", recording)
+    monkeypatch.setattr(synthetic_pictures, "synth_image", recording)
     base = BaseModelConfig(classes=3, pictures_per_class=3, vae_steps=1, vae_batch_size=2, unet_steps=1, unet_batch_size=2)
     classifier = PictureClassifierConfig(classes=3, pictures_per_class=3, steps=1, batch_size=2)
     checks = DemoChecks(samples_per_class=1, num_inference_steps=1, held_out_per_class=2)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dreamdiffusion.models.eval_models import read_state_dict
+from dreamdiffusion.models.eval_weights import read_state_dict
 
 
 def test_a_truncated_safetensors_file_is_named(tmp_path):

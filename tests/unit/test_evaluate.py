@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dreamdiffusion.models.backbones import build_tiny_clip
-from dreamdiffusion.models.eval_models import ClassifierConfig, InceptionConfig, LPIPSConfig, build_tiny_eval_networks
+from dreamdiffusion.models.eval_models import ClassifierConfig, InceptionConfig, LPIPSConfig
+from dreamdiffusion.models.tiny_eval_networks import build_tiny_eval_networks
 from dreamdiffusion.pipeline import build_tiny_pipeline
 from dreamdiffusion.stages.evaluate import EvalModule, metrics_table
 

@@ -10,7 +10,8 @@ from dreamdiffusion.metrics import retrieval_top1
 from dreamdiffusion.models.encoder_file import save_encoder
 from dreamdiffusion.models.mae import MaskedEEGAutoencoder, preset
 from dreamdiffusion.pipeline import DreamDiffusionPipeline
-from dreamdiffusion.stages.finetune import EEGSDFinetuneModule, clip_loss, cross_attention_parameter_names
+from dreamdiffusion.stages.finetune import EEGSDFinetuneModule, clip_loss
+from dreamdiffusion.stages.finetune_trainable import cross_attention_parameter_names
 
 # The A set written out independently of the code under test: parameters of a transformer block's
 # attn2 and of the norm2 right before it, and nothing from ResNet blocks (whose GroupNorm is also 'norm2').

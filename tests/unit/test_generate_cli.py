@@ -154,7 +154,7 @@ def test_fetch_eval_downloads_each_file_once_and_prints_the_overrides(cli, capsy
     assert cli("weights", "fetch-eval", "--out", str(tmp_path)) == 0
     out = capsys.readouterr().out
     assert f"--model.init_args.lpips.weights_path={tmp_path / 'alexnet-owt-7be5be79.pth'}" in out
-    from dreamdiffusion.models.eval_models import EVAL_WEIGHTS
+    from dreamdiffusion.models.eval_weights import EVAL_WEIGHTS
 
     assert (EVAL_WEIGHTS["classifier"], "80465313") in calls and len(calls) == 3
     assert cli("weights", "fetch-eval", "--out", str(tmp_path)) == 0 and len(calls) == 3  # present: not fetched again

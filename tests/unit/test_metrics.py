@@ -7,11 +7,11 @@ from dreamdiffusion.models.eval_models import (
     ClassifierConfig,
     InceptionConfig,
     LPIPSConfig,
-    build_tiny_eval_networks,
     load_classifier,
     load_inception,
     load_lpips_net,
 )
+from dreamdiffusion.models.tiny_eval_networks import build_tiny_eval_networks
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_offline_download_error_says_where_to_put_the_file(monkeypatch):
 
 def test_fid_inception_loads_from_a_local_file(tmp_path):
     """The cluster path: torch-fidelity's Inception-v3 from a local weights file, 2048 features, 1008 logits."""
-    from dreamdiffusion.models.eval_models import write_random_inception_v3
+    from dreamdiffusion.models.tiny_eval_networks import write_random_inception_v3
 
     path = write_random_inception_v3(tmp_path / "inception.safetensors", seed=0)
     pool, logits = load_inception(InceptionConfig("inception_v3_fidelity", str(path)))
@@ -239,7 +239,7 @@ def test_trial_table_returns_rows_sorted_by_trial_index_whatever_the_update_orde
 
 
 def test_random_evaluation_networks_say_so_and_published_files_are_published(networks, tmp_path):
-    from dreamdiffusion.models.eval_models import weights_provenance
+    from dreamdiffusion.models.eval_weights import weights_provenance
 
     classifier = load_classifier(ClassifierConfig("squeezenet1_1", None, networks["classifier"], num_classes=100, image_size=64))
     pool, logits = load_inception(InceptionConfig("tiny", networks["inception"]))

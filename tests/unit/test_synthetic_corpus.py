@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from dreamdiffusion.data.moabb import MOABBDataModule
-from dreamdiffusion.data.synthetic import noise_mixing, write_synthetic_imagenet_eeg
+from dreamdiffusion.data.synthetic import write_synthetic_imagenet_eeg
 from dreamdiffusion.data.synthetic_corpus import SyntheticEEGCorpus
+from dreamdiffusion.data.synthetic_eeg import noise_mixing
 
 NAME = "dreamdiffusion.data.synthetic_corpus.SyntheticEEGCorpus"
 
