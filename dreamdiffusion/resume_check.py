@@ -28,7 +28,9 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
+from dreamdiffusion.atomic import sha256
 from dreamdiffusion.errors import UserError
+from dreamdiffusion.models.encoder_file import WEIGHTS as ENCODER_FILE
 
 CHECKPOINT_KEY = "dreamdiffusion_settings"
 BUDGET = ("trainer.max_epochs", "trainer.max_steps")
@@ -49,8 +51,8 @@ WAYS_OUT = {
     "(with --resume=false) to start over",
 }
 RESTART = {"resume": "set --resume=false to start over", "ckpt_path": "from --ckpt_path"}
-# A setting that names a stage-1 folder, and the file in it whose SHA-256 is recorded beside it (key + SUFFIX).
-ENCODER_DIR_KEY, ENCODER_FILE, FINGERPRINT_SUFFIX = "encoder_dir", "encoder.safetensors", ".sha256"
+# A setting that names a stage-1 folder; the SHA-256 of its encoder file is recorded beside it (key + SUFFIX).
+ENCODER_DIR_KEY, FINGERPRINT_SUFFIX = "encoder_dir", ".sha256"
 # Lightning's ModelCheckpoint names its last checkpoint last.ckpt, then last-v1.ckpt, ... when one exists already.
 LAST_PREFIX, CKPT_SUFFIX = "last", ".ckpt"
 
@@ -94,8 +96,6 @@ def stage_settings(config: dict) -> dict[str, Any]:
 def input_fingerprints(flat: dict[str, Any]) -> dict[str, str]:
     """``{"<key>.sha256": hex}`` for every ``*.encoder_dir`` setting that names a folder holding an encoder file;
     a folder without one is left to the stage to report (it fails at load with the file's name)."""
-    from dreamdiffusion.atomic import sha256
-
     out = {}
     for key, value in flat.items():
         if key.rsplit(".", 1)[-1] == ENCODER_DIR_KEY and isinstance(value, str) and value:
@@ -167,6 +167,15 @@ def read_settings(last: Path, given_by: str = "resume") -> dict[str, Any]:
     return settings
 
 
+def _difference(key: str, saved: dict[str, Any], current: dict[str, Any]) -> str:
+    """One refused key, as the error message lists it."""
+    if key.endswith(FINGERPRINT_SUFFIX):
+        folder = key[: -len(FINGERPRINT_SUFFIX)]
+        return (f"{folder}: {ENCODER_FILE} in {current.get(folder)!r} changed since the checkpoint "
+                f"(SHA-256 {str(saved.get(key))[:12]}… then, {str(current.get(key))[:12]}… now)")
+    return f"{key}: {saved.get(key, '<absent>')!r} in the checkpoint, {current.get(key, '<absent>')!r} now"
+
+
 def check_resume(last: Path, current: dict[str, Any], given_by: str = "resume") -> str:
     """Refuse (:class:`ResumeRefused`) to continue checkpoint ``last`` with other settings than ``current``.
 
@@ -181,12 +190,7 @@ def check_resume(last: Path, current: dict[str, Any], given_by: str = "resume") 
     grown = [k for k in differing if k in BUDGET and _limit(current.get(k)) > _limit(saved.get(k))]
     refused = [k for k in differing if k not in grown]
     if refused:
-        listed = "; ".join(
-            f"{k[: -len(FINGERPRINT_SUFFIX)]}: {ENCODER_FILE} in {current.get(k[: -len(FINGERPRINT_SUFFIX)])!r} changed since "
-            f"the checkpoint (SHA-256 {str(saved.get(k))[:12]}… then, {str(current.get(k))[:12]}… now)" if k.endswith(FINGERPRINT_SUFFIX)
-            else f"{k}: {saved.get(k, '<absent>')!r} in the checkpoint, {current.get(k, '<absent>')!r} now"
-            for k in refused
-        )
+        listed = "; ".join(_difference(k, saved, current) for k in refused)
         raise ResumeRefused(
             f"{last} was trained with other settings than this run's ({listed}). Resuming would mix the two and "
             f"label the result with the new ones; {WAYS_OUT[given_by]}"

@@ -128,9 +128,10 @@ class EEGSDFinetuneModule(L.LightningModule):
     ) -> None:
         super().__init__()
         check_trainable_settings(sd_loss_weight, clip_loss_weight, condition_dropout, train_encoder, train_cross_attention)
-        for key, value in (("lr", lr), ("encoder_lr", encoder_lr)):
-            if value is not None and not value > 0:
-                raise ValueError(f"model.{key}={value} must be > 0" + (" (or null: the rate of model.lr)" if key == "encoder_lr" else ""))
+        if not lr > 0:
+            raise ValueError(f"model.lr={lr} must be > 0")
+        if encoder_lr is not None and not encoder_lr > 0:
+            raise ValueError(f"model.encoder_lr={encoder_lr} must be > 0 (or null: the rate of model.lr)")
         if time_condition not in (False, True, "tokens", "condition"):
             raise ValueError(
                 f"model.time_condition={time_condition!r}; choose false, true (= tokens: the pooled encoder tokens) "
