@@ -57,8 +57,18 @@ row_suffix = $(if $(filter full,$(2)),,_$(2))
 row_overlay = $(if $(filter full,$(1)),,-c configs/ablations/finetune_$(1).yaml)
 row_encoder = $(if $(filter no_pretrain,$(2)),,$(1)/pretrain/encoder.safetensors)
 
-$(RUN_DIR)/weights/demo_weights.json:
-	@$(call step,stage0_weights) $(BIN)/dreamdiffusion weights demo --out $(RUN_DIR)/weights
+# stage 0 in three steps (`weights demo --part ...`): the base model, the CLIP + classifier (on the core stage 1
+# frees while the base model still trains), then the checks of both (off the path of the rows)
+demo_part = $(RUN_DIR)/weights/parts/$(1).json
+demo_models = $(call demo_part,base-model) $(call demo_part,clip-eval)
+$(call demo_part,base-model):
+	@$(call step,stage0_base_model) $(BIN)/dreamdiffusion weights demo --out $(RUN_DIR)/weights --part base-model
+
+$(call demo_part,clip-eval):
+	@$(call step,stage0_clip_eval) $(BIN)/dreamdiffusion weights demo --out $(RUN_DIR)/weights --part clip-eval
+
+$(RUN_DIR)/weights/demo_weights.json: $(demo_models)
+	@$(call step,stage0_checks) $(BIN)/dreamdiffusion weights demo --out $(RUN_DIR)/weights --part checks
 
 $(RUN_DIR)/data/synthetic.json:
 	@$(call step,data) $(BIN)/dreamdiffusion data synth-imagenet-eeg --out $(RUN_DIR)/data $(DEMO_DATA)
@@ -71,7 +81,7 @@ $(1)/pretrain/encoder.safetensors: configs/demo/pretrain.yaml $(4)
 endef
 # stages 2 and 3 of row $(2) in run folder $(1), step names prefixed $(3), extra arguments $(4), extra prerequisites $(5)
 define demo_row
-$(1)/finetune$(call row_suffix,$(1),$(2))/export.json: configs/demo/finetune.yaml $(RUN_DIR)/weights/demo_weights.json $(RUN_DIR)/data/synthetic.json $(call row_encoder,$(1),$(2)) $(5)
+$(1)/finetune$(call row_suffix,$(1),$(2))/export.json: configs/demo/finetune.yaml $(demo_models) $(RUN_DIR)/data/synthetic.json $(call row_encoder,$(1),$(2)) $(5)
 	@$$(call step,$(3)stage2_$(2)) $(BIN)/dreamdiffusion fit -c configs/demo/finetune.yaml $(call row_overlay,$(2)) --run_dir=$(1) $(4) \
 		--resume=false
 
@@ -82,9 +92,9 @@ endef
 $(eval $(call demo_pretrain,$(RUN_DIR),,))
 $(foreach row,full no_pretrain no_clip,$(eval $(call demo_row,$(RUN_DIR),$(row),,)))
 
-# stage 1 (the longest step, and the start of the longest chain) first; beside it the paired data (seconds), then
-# stage 0, so that the no_pretrain row can run before stage 1 ends
-demo-runs: $(RUN_DIR)/pretrain/encoder.safetensors $(RUN_DIR)/data/synthetic.json $(RUN_DIR)/weights/demo_weights.json $(RUN_DIR)/eval/metrics.json $(RUN_DIR)/eval_no_pretrain/metrics.json $(RUN_DIR)/eval_no_clip/metrics.json
+# stage 1 and stage 0's base model (the two longest steps) first; when stage 1 ends, the paired data (seconds) and
+# the CLIP + classifier on its core; the rows when the base model is done, stage 0's checks last
+demo-runs: $(RUN_DIR)/pretrain/encoder.safetensors $(call demo_part,base-model) $(RUN_DIR)/data/synthetic.json $(call demo_part,clip-eval) $(RUN_DIR)/eval/metrics.json $(RUN_DIR)/eval_no_pretrain/metrics.json $(RUN_DIR)/eval_no_clip/metrics.json $(RUN_DIR)/weights/demo_weights.json
 
 demo: install  ## Embedded default on CPU: stage 0, then stages 1-3 for full / no_pretrain / no_clip (same budget); table + summary.png
 	$(MAKE) --no-print-directory -j$(DEMO_JOBS) demo-runs

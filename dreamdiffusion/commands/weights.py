@@ -33,6 +33,7 @@ from dreamdiffusion import progress
 from dreamdiffusion.atomic import atomic_dir
 from dreamdiffusion.commands import import_authors
 from dreamdiffusion.models.backbones import CLIP_VIT_L14, SD15, build_tiny_clip, build_tiny_sd
+from dreamdiffusion.models.demo_weights import PARTS
 from dreamdiffusion.models.tiny_clip_warmup import ClipWarmup
 from dreamdiffusion.models.tiny_eval_networks import build_tiny_eval_networks
 
@@ -61,16 +62,21 @@ def tiny(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from dreamdiffusion.models.demo_weights import MANIFEST, SAMPLES_PNG, check_out_folder, write_demo_weights
+    from dreamdiffusion.models.demo_weights import MANIFEST, PARTS_DIR, SAMPLES_PNG, check_out_folder, write_demo_weights
     from dreamdiffusion.stages.base_model import BaseModelConfig
 
     out = Path(args.out)
+    parts = PARTS if args.part is None else (args.part,)
     try:
         check_out_folder(out)
-    except (FileExistsError, NotADirectoryError) as e:
+        report = write_demo_weights(out, BaseModelConfig(classes=args.classes, seed=args.seed), parts=parts)
+    except (FileExistsError, NotADirectoryError, FileNotFoundError, ValueError) as e:
         print(f"dreamdiffusion weights demo: {e}", file=sys.stderr)
         return 2
-    report = write_demo_weights(out, BaseModelConfig(classes=args.classes, seed=args.seed))
+    if report is None:
+        written = {"base-model": "base model in sd/", "clip-eval": "warmed-up tiny CLIP in clip/, evaluation networks in eval/"}
+        print(f"part {args.part}: {written[args.part]} of {out}; record in {out / PARTS_DIR / (args.part + '.json')}")
+        return 0
     print(f"base model in {out / 'sd'}, warmed-up tiny CLIP in {out / 'clip'}, evaluation networks in {out / 'eval'}")
     print(f"check (a): the demo classifier recognises {report.caption_sample_accuracy:.1%} of the base model's caption samples")
     print(f"check (b): the demo classifier is right on {report.classifier_held_out_accuracy:.1%} of held-out generator pictures")
@@ -191,6 +197,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     d.add_argument("--out", required=True, help="new, empty or earlier `weights` folder that receives sd/, clip/ and eval/")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--classes", type=_class_count, default=10, help="class count of the synthetic dataset the demo uses")
+    d.add_argument(
+        "--part", choices=PARTS, default=None,
+        help="run one part only (default: all, in this order): base-model -> sd/, clip-eval -> clip/ and eval/, "
+        "checks (needs the other two, made with the same --seed/--classes) -> demo_weights.json; `make demo` runs "
+        "them as separate steps",
+    )
     d.set_defaults(func=demo)
     f = sub.add_parser("fetch", help="download SD-1.5 and CLIP ViT-L/14 to --out (needs internet)")
     f.add_argument("--out", default="weights", help="folder that receives one sub-folder per model")

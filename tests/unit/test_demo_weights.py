@@ -5,6 +5,7 @@ import io
 import json
 
 import pytest
+from safetensors import safe_open
 
 from dreamdiffusion.data import synthetic_pictures
 from dreamdiffusion.data.synthetic import SyntheticConfig, dataset_pictures, own_pictures, write_synthetic_imagenet_eeg
@@ -118,3 +119,69 @@ def test_a_small_budget_base_model_draws_classes_the_classifier_recognises(tmp_p
     report = write_demo_weights(tmp_path / "w", base, classifier, clip_warmup_steps=20, checks=checks)
     assert report.classifier_held_out_accuracy >= 0.95
     assert report.caption_sample_accuracy >= 0.6
+
+
+TINY_BASE = BaseModelConfig(classes=3, pictures_per_class=3, vae_steps=1, vae_batch_size=2, unet_steps=1, unet_batch_size=2)
+TINY_CLASSIFIER = PictureClassifierConfig(classes=3, pictures_per_class=3, steps=1, batch_size=2)
+TINY_CHECKS = DemoChecks(samples_per_class=1, num_inference_steps=1, held_out_per_class=2)
+
+
+def file_hashes(folder) -> dict[str, str]:
+    """SHA-256 of every weights file's tensors and metadata and of every picture (a safetensors header lists
+    its metadata keys in no fixed order, so the file bytes are not compared)."""
+    hashes = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix == ".png":
+            hashes[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif path.suffix == ".safetensors":
+            digest = hashlib.sha256()
+            with safe_open(str(path), "pt") as f:
+                digest.update(json.dumps(f.metadata(), sort_keys=True).encode())
+                for key in sorted(f.keys()):
+                    digest.update(key.encode() + f.get_tensor(key).numpy().tobytes())
+            hashes[str(path.relative_to(folder))] = digest.hexdigest()
+    return hashes
+
+
+def test_the_parts_run_one_by_one_write_what_one_run_writes(tmp_path):
+    whole = write_demo_weights(tmp_path / "one", TINY_BASE, TINY_CLASSIFIER, clip_warmup_steps=1, checks=TINY_CHECKS)
+    for part in ("clip-eval", "base-model"):  # any order: each part seeds itself
+        assert write_demo_weights(tmp_path / "parts", TINY_BASE, TINY_CLASSIFIER, 1, TINY_CHECKS, parts=(part,)) is None
+    assert not (tmp_path / "parts" / "demo_weights.json").exists()
+    split = write_demo_weights(tmp_path / "parts", TINY_BASE, TINY_CLASSIFIER, 1, TINY_CHECKS, parts=("checks",))
+    hashes = file_hashes(tmp_path / "one")
+    assert len(hashes) >= 5 and hashes == file_hashes(tmp_path / "parts")
+    assert (split.caption_sample_accuracy, split.classifier_held_out_accuracy, split.vae_psnr) == (
+        whole.caption_sample_accuracy, whole.classifier_held_out_accuracy, whole.vae_psnr)
+    assert set(split.wall_seconds) == {"base_model", "clip", "classifier", "checks"}
+
+
+def test_the_checks_refuse_a_missing_part_and_write_nothing(cli, tmp_path, capsys):
+    out = tmp_path / "w"
+    assert cli("weights", "demo", "--out", str(out), "--part", "checks") == 2
+    err = capsys.readouterr().err
+    assert f"{out}/parts/base-model.json is missing" in err
+    assert f"run `dreamdiffusion weights demo --out {out} --part base-model` first" in err
+    assert not (out / "demo_weights.json").exists()
+
+
+def test_the_checks_refuse_parts_made_with_other_settings(cli, tmp_path, capsys):
+    out = tmp_path / "w"
+    write_demo_weights(out, TINY_BASE, TINY_CLASSIFIER, 1, TINY_CHECKS, parts=("base-model", "clip-eval"))
+    other_seed = BaseModelConfig(**{**TINY_BASE.to_dict(), "seed": 1})
+    with pytest.raises(ValueError, match=r"parts/base-model.json: part 'base-model' was made with base_model.seed=0, this run asks for 1"):
+        write_demo_weights(out, other_seed, PictureClassifierConfig(**{**TINY_CLASSIFIER.to_dict(), "seed": 1}), 1, TINY_CHECKS,
+                           parts=("checks",))
+    # the command line asks for the demo's full budget: the small records do not match it
+    assert cli("weights", "demo", "--out", str(out), "--part", "checks") == 2
+    err = capsys.readouterr().err
+    assert "part 'base-model' was made with base_model.classes=3, this run asks for 10;" in err
+    assert not (out / "demo_weights.json").exists() and (out / "sd").is_dir()
+    (out / "parts" / "clip-eval.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"clip-eval.json is not a part record .*--part clip-eval` to write it again"):
+        write_demo_weights(out, TINY_BASE, TINY_CLASSIFIER, 1, TINY_CHECKS, parts=("checks",))
+
+
+def test_an_unknown_part_is_refused():
+    with pytest.raises(ValueError, match=r"parts \['vae'\] are not parts of `weights demo`; use some of base-model, clip-eval, checks"):
+        write_demo_weights("unused", parts=("vae",))

@@ -79,9 +79,13 @@ def demo_steps(repo, target: str, run_dir, *variables: str) -> dict[str, str]:
 
 def test_demo_runs_every_stage_once_per_row_with_its_overlay(repo, tmp_path):
     steps = demo_steps(repo, "demo-runs", tmp_path)
-    assert set(steps) == {"stage0_weights", "data", "stage1_pretrain", "stage2_full", "stage2_no_pretrain",
-                          "stage2_no_clip", "stage3_full", "stage3_no_pretrain", "stage3_no_clip"}
-    assert list(steps)[:3] == ["stage1_pretrain", "data", "stage0_weights"]  # stage 1 first, the data before stage 0
+    assert set(steps) == {"stage0_base_model", "stage0_clip_eval", "stage0_checks", "data", "stage1_pretrain", "stage2_full",
+                          "stage2_no_pretrain", "stage2_no_clip", "stage3_full", "stage3_no_pretrain", "stage3_no_clip"}
+    # the two longest steps first; then the paired data and stage 0's small models; stage 0's checks after the rows
+    assert list(steps)[:4] == ["stage1_pretrain", "stage0_base_model", "data", "stage0_clip_eval"]
+    assert list(steps)[-1] == "stage0_checks"
+    for part in ("base-model", "clip-eval", "checks"):
+        assert steps[f"stage0_{part.replace('-', '_')}"].endswith(f"weights demo --out {tmp_path}/weights --part {part}")
     assert "-c configs/ablations/finetune_no_pretrain.yaml" in steps["stage2_no_pretrain"]
     assert "-c configs/ablations/finetune_no_clip.yaml" in steps["stage2_no_clip"]
     assert "ablations" not in steps["stage2_full"]
@@ -95,12 +99,16 @@ def test_demo_runs_every_stage_once_per_row_with_its_overlay(repo, tmp_path):
 
 
 def test_demo_skips_steps_whose_output_exists(repo, tmp_path):
-    (tmp_path / "weights").mkdir()
-    (tmp_path / "weights" / "demo_weights.json").write_text("{}")
+    (tmp_path / "weights" / "parts").mkdir(parents=True)
+    for part in ("base-model", "clip-eval"):
+        (tmp_path / "weights" / "parts" / f"{part}.json").write_text("{}")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "synthetic.json").write_text("{}")
     steps = demo_steps(repo, "demo-runs", tmp_path)
-    assert "stage0_weights" not in steps and "data" not in steps and "stage1_pretrain" in steps
+    assert not {"stage0_base_model", "stage0_clip_eval", "data"} & set(steps)
+    assert "stage1_pretrain" in steps and "stage0_checks" in steps  # the checks have not run yet
+    (tmp_path / "weights" / "demo_weights.json").write_text("{}")
+    assert "stage0_checks" not in demo_steps(repo, "demo-runs", tmp_path)
 
 
 def test_demo_seeds_adds_seeded_runs_that_share_the_corpus_cache_and_models(repo, tmp_path):
