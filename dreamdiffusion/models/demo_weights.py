@@ -138,9 +138,10 @@ def read_part_record(out: str | os.PathLike, part: str, settings: dict) -> dict:
     again = f"dreamdiffusion weights demo --out {out} --part {part}"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: part {part!r} has not finished in {out}; run `{again}` first")
+    needed = ("settings", "wall_seconds", "cpu_seconds", *(("vae_psnr",) if part == "base-model" else ()))
     try:
         record = json.loads(path.read_text())
-        recorded = record["settings"]
+        recorded, *_ = (record[key] for key in needed)
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a part record of `weights demo` ({e}); run `{again}` to write it again") from e
     for group, values in settings.items():

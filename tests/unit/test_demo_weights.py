@@ -177,9 +177,16 @@ def test_the_checks_refuse_parts_made_with_other_settings(cli, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "part 'base-model' was made with base_model.classes=3, this run asks for 10;" in err
     assert not (out / "demo_weights.json").exists() and (out / "sd").is_dir()
+    record = json.loads((out / "parts" / "base-model.json").read_text())
+    del record["vae_psnr"]
+    (out / "parts" / "base-model.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"base-model.json is not a part record of `weights demo` \('vae_psnr'\)"):
+        write_demo_weights(out, TINY_BASE, TINY_CLASSIFIER, 1, TINY_CHECKS, parts=("checks",))
+    write_demo_weights(out, TINY_BASE, TINY_CLASSIFIER, 1, TINY_CHECKS, parts=("base-model",))
     (out / "parts" / "clip-eval.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"clip-eval.json is not a part record .*--part clip-eval` to write it again"):
         write_demo_weights(out, TINY_BASE, TINY_CLASSIFIER, 1, TINY_CHECKS, parts=("checks",))
+    assert not (out / "demo_weights.json").exists()
 
 
 def test_an_unknown_part_is_refused():
