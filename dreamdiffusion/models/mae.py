@@ -122,10 +122,11 @@ def sincos_positions(n_positions: int, dim: int) -> Tensor:
 def attention_kernel(device: torch.device, dtype: torch.dtype) -> str:
     """Which attention implementation runs for ``q, k, v`` on ``device`` in ``dtype``.
 
-    ``"matmul"`` (:func:`matmul_attention`) on CPU in bf16/fp16: PyTorch's fused CPU kernel is 1.5-6x slower
-    there (forward + backward, head size 32-64, 33-129 tokens, measured on an AVX-512 CPU with bf16 dot
-    products and without AMX). ``"sdpa"`` (``F.scaled_dot_product_attention``) everywhere else: the fused
-    kernels on GPUs, and on CPU in fp32, where the fused kernel is as fast or faster.
+    ``"matmul"`` (:func:`matmul_attention`) on CPU in bf16/fp16: PyTorch's fused CPU kernel is slower there
+    (forward + backward, head size 32-64, 33-129 tokens, batch 8-64): 1.5-6x on an AVX-512 CPU with bf16 dot
+    products and without AMX, 2.8-6.3x on one with AMX (one or two threads). ``"sdpa"``
+    (``F.scaled_dot_product_attention``) everywhere else: the fused kernels on GPUs, and on CPU in fp32, where
+    the fused kernel is as fast or faster (0.5-1.2x the matmul path's time on the AMX CPU).
     """
     if device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
         return "matmul"
