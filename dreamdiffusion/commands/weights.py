@@ -69,10 +69,11 @@ def demo(args: argparse.Namespace) -> int:
     parts = PARTS if args.part is None else (args.part,)
     try:
         check_out_folder(out)
-        report = write_demo_weights(out, BaseModelConfig(classes=args.classes, seed=args.seed), parts=parts)
-    except (FileExistsError, NotADirectoryError, FileNotFoundError, ValueError) as e:
+    except (FileExistsError, NotADirectoryError) as e:
         print(f"dreamdiffusion weights demo: {e}", file=sys.stderr)
         return 2
+    # a missing or mismatched part record is one `error:` line from the command line's shared handling
+    report = write_demo_weights(out, BaseModelConfig(classes=args.classes, seed=args.seed), parts=parts)
     if report is None:
         written = {"base-model": "base model in sd/", "clip-eval": "warmed-up tiny CLIP in clip/, evaluation networks in eval/"}
         print(f"part {args.part}: {written[args.part]} of {out}; record in {out / PARTS_DIR / (args.part + '.json')}")

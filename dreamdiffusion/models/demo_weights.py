@@ -125,10 +125,12 @@ def _part_settings(part: str, base: BaseModelConfig, classifier: PictureClassifi
     return _plain({"classifier": classifier.to_dict(), "clip_warmup": asdict(_clip_warmup(base, clip_warmup_steps))})
 
 
-def _write_record(out: Path, part: str, settings: dict, clock: _Clock, **figures) -> None:
+def _write_record(out: Path, part: str, settings: dict, clock: _Clock, **figures) -> dict:
+    """Write ``parts/<part>.json`` (after the part's models) and return the record."""
     record = {"settings": settings, **figures, "wall_seconds": clock.wall, "cpu_seconds": clock.cpu}
     (out / PARTS_DIR).mkdir(parents=True, exist_ok=True)
     write_text(out / PARTS_DIR / f"{part}.json", json.dumps(record, indent=2) + "\n")
+    return record
 
 
 def read_part_record(out: str | os.PathLike, part: str, settings: dict) -> dict:
@@ -169,8 +171,7 @@ def write_base_model_part(out: Path, base: BaseModelConfig) -> dict:
         save_base_model(module, tmp, [wnid(k) for k in range(base.classes)])
     held_out, _ = own_picture_images(HELD_OUT_STREAM, base.classes, 10, base.seed, base.image_size)
     vae_psnr = reconstruction_psnr(module.vae, held_out * 2 - 1)
-    _write_record(out, "base-model", _part_settings("base-model", base, None, None), clock, vae_psnr=vae_psnr)
-    return read_part_record(out, "base-model", {})
+    return _write_record(out, "base-model", _part_settings("base-model", base, None, None), clock, vae_psnr=vae_psnr)
 
 
 def write_clip_eval_part(out: Path, base: BaseModelConfig, classifier: PictureClassifierConfig, clip_warmup_steps: int | None) -> dict:
@@ -196,8 +197,7 @@ def write_clip_eval_part(out: Path, base: BaseModelConfig, classifier: PictureCl
         alexnet = torchvision.models.alexnet(weights=None).features  # LPIPS backbone: random, labelled so
         save_file({f"features.{k}": v.contiguous() for k, v in alexnet.state_dict().items()}, str(tmp / "alexnet.safetensors"),
                   metadata={"provenance": RANDOM})
-    _write_record(out, "clip-eval", _part_settings("clip-eval", base, classifier, clip_warmup_steps), clock)
-    return read_part_record(out, "clip-eval", {})
+    return _write_record(out, "clip-eval", _part_settings("clip-eval", base, classifier, clip_warmup_steps), clock)
 
 
 def write_checks_part(
@@ -253,7 +253,6 @@ def write_demo_weights(
     classifier = classifier or PictureClassifierConfig(classes=base.classes, seed=base.seed, image_size=base.image_size)
     if classifier.classes != base.classes:
         raise ValueError(f"classifier classes {classifier.classes} != base model classes {base.classes}")
-    out.mkdir(parents=True, exist_ok=True)
     if "base-model" in parts:
         write_base_model_part(out, base)
     if "clip-eval" in parts:

@@ -162,7 +162,8 @@ def test_the_checks_refuse_a_missing_part_and_write_nothing(cli, tmp_path, capsy
     err = capsys.readouterr().err
     assert f"{out}/parts/base-model.json is missing" in err
     assert f"run `dreamdiffusion weights demo --out {out} --part base-model` first" in err
-    assert not (out / "demo_weights.json").exists()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert not out.exists()  # nothing written, not even the folder
 
 
 def test_the_checks_refuse_parts_made_with_other_settings(cli, tmp_path, capsys):
