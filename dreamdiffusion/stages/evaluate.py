@@ -43,7 +43,6 @@ import torch
 from torch import Tensor, nn
 
 from dreamdiffusion.bootstrap import BootstrapSettings
-from dreamdiffusion.controls import image_derangement
 from dreamdiffusion.generation import DEFAULT_SAMPLER, DEFAULT_STEPS, derive_seed, generate_images, unet_calls
 from dreamdiffusion.metrics import ImageMetrics, MetricSettings, NWayTopKAccuracy, TrialTable, to_uint8
 from dreamdiffusion.models.condition import Condition
@@ -57,6 +56,7 @@ from dreamdiffusion.models.eval_models import (
 )
 from dreamdiffusion.stages import eval_outputs, eval_results
 from dreamdiffusion.stages.eval_report import DEFINITIONS, PAPER, metrics_table
+from dreamdiffusion.stages.eval_split import read_test_split
 
 __all__ = ["EvalModule", "metrics_table", "PAPER", "DEFINITIONS"]
 
@@ -227,26 +227,11 @@ class EvalModule(L.LightningModule):
         (self.stage_dir / "predictions").mkdir(parents=True, exist_ok=True)
 
     def read_split(self) -> None:
-        """Every trial of the evaluated split (index, picture, class, subject), on every process, and the
-        shuffled control's pairing. Uses the dataset's ``trial_info(i)`` (EEG only) when it has one, else its items."""
-        loaders = self.trainer.test_dataloaders
-        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
-        if len(loaders) != 1:
-            raise ValueError(f"stage 3 evaluates one test split; the data module gave {len(loaders)} test loaders")
-        self.split_dataset = loaders[0].dataset
-        self.split_item = getattr(self.split_dataset, "trial_info", self.split_dataset.__getitem__)
-        self.split: dict[int, dict] = {}
-        self.position_of: dict[int, int] = {}
-        names = []
-        for position in range(len(self.split_dataset)):
-            item = self.split_item(position)
-            index = int(item["index"])
-            if index in self.split:
-                raise ValueError(f"the test split holds trial index {index} twice; every trial must have its own index")
-            self.split[index] = {"image_name": item["image_name"], "label": int(item["label"]), "subject": int(item["subject"])}
-            self.position_of[index] = position
-            names.append(item["image_name"])
-        self.partner = image_derangement(names, self.seed) if self.controls else None
+        """Every trial of the evaluated split, on every process, and the shuffled control's pairing
+        (:func:`~dreamdiffusion.stages.eval_split.read_test_split`)."""
+        self.split_item, self.split, self.position_of, self.partner = read_test_split(
+            self.trainer.test_dataloaders, self.seed, self.controls
+        )
 
     def partner_eeg(self, index: Tensor) -> Tensor:
         """``[B, C, T]`` EEG of the shuffled control's partner of each trial in ``index`` (any batch, any process)."""
